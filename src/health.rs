@@ -1,0 +1,480 @@
+//! The health endpoint the proxy, the kubelet and `drainit probe` ask.
+//!
+//! It runs on its own thread, apart from the signal loop: it only reads the
+//! shared state and asks the machine for transitions, so a slow client or a
+//! panic here never delays a signal. Routing is a plain function of the
+//! request so it can be tested and fuzzed without sockets.
+
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Instant, UNIX_EPOCH};
+
+use log::{debug, error, warn};
+
+use crate::drain::State;
+use crate::shared::Shared;
+use crate::signals;
+
+/// What the health server needs from the configuration.
+#[derive(Clone)]
+pub struct HealthSettings {
+    pub control_token: Option<String>,
+    pub drain_status: u16,
+}
+
+/// A request as far as routing cares.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub peer: Option<IpAddr>,
+    pub authorization: Option<&'a str>,
+}
+
+/// An answer: status, content type and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub allow: Option<&'static str>,
+}
+
+impl Reply {
+    fn json(code: u16, body: String) -> Reply {
+        Reply {
+            code,
+            content_type: "application/json",
+            body,
+            allow: None,
+        }
+    }
+
+    fn status(code: u16, status: &str, state: &str) -> Reply {
+        Reply::json(
+            code,
+            format!("{{\"status\":\"{status}\",\"state\":\"{state}\"}}\n"),
+        )
+    }
+}
+
+/// Binds the health port. Failing here is a startup error: a container
+/// whose health port is taken would never look ready.
+pub fn bind(addr: SocketAddr) -> Result<tiny_http::Server, String> {
+    tiny_http::Server::http(addr)
+        .map_err(|e| format!("cannot listen for health checks on {addr}: {e}"))
+}
+
+/// Serves requests until the process exits.
+pub fn start(
+    server: tiny_http::Server,
+    shared: Arc<Shared>,
+    settings: HealthSettings,
+) -> io::Result<()> {
+    thread::Builder::new()
+        .name("health".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let outcome =
+                    panic::catch_unwind(AssertUnwindSafe(|| answer(request, &shared, &settings)));
+                if outcome.is_err() {
+                    error!("the health handler panicked on a request; serving goes on");
+                }
+            }
+            error!("the health server stopped; supervision goes on without it");
+        })?;
+    Ok(())
+}
+
+fn answer(request: tiny_http::Request, shared: &Shared, settings: &HealthSettings) {
+    let authorization = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let reply = route(
+        &Request {
+            method: &method,
+            url: request.url(),
+            peer: request.remote_addr().map(|a| a.ip()),
+            authorization: authorization.as_deref(),
+        },
+        shared,
+        settings,
+    );
+    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.code);
+    let mut headers = vec![
+        ("Content-Type", reply.content_type),
+        ("Cache-Control", "no-store"),
+    ];
+    headers.extend(reply.allow.map(|a| ("Allow", a)));
+    for (name, value) in headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name, value) {
+            response.add_header(h);
+        }
+    }
+    if let Err(e) = request.respond(response) {
+        debug!("health client went away: {e}");
+    }
+}
+
+/// The paths served, as counted in /metrics.
+const PATHS: [&str; 8] = [
+    "/livez",
+    "/readyz",
+    "/health",
+    "/healthz",
+    "/status",
+    "/metrics",
+    "/sethealth/ko",
+    "/sethealth/ok",
+];
+
+/// Answers one request. Paths match exactly: no normalisation, so
+/// `//sethealth/ko` or `/sethealth/ko/../ok` are simply unknown.
+pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply {
+    let path = req.url.split_once('?').map_or(req.url, |(p, _)| p);
+    let Some(&known) = PATHS.iter().find(|p| **p == path) else {
+        return Reply::json(404, "{\"error\":\"not found\"}\n".into());
+    };
+    let control = known.starts_with("/sethealth/");
+    let allowed = if control {
+        ["GET", "POST"]
+    } else {
+        ["GET", "HEAD"]
+    };
+    if !allowed.contains(&req.method) {
+        let mut reply = Reply::json(405, "{\"error\":\"method not allowed\"}\n".into());
+        reply.allow = Some(if control { "GET, POST" } else { "GET, HEAD" });
+        return reply;
+    }
+    let reply = match known {
+        "/livez" => livez(shared),
+        "/readyz" | "/health" => readyz(shared, settings),
+        "/healthz" => healthz(shared),
+        "/status" => Reply::json(200, status_json(shared)),
+        "/metrics" => metrics(shared),
+        _ => control_reply(req, known == "/sethealth/ko", shared, settings),
+    };
+    shared.metrics.count_answer(known, reply.code);
+    reply
+}
+
+fn livez(shared: &Shared) -> Reply {
+    let machine = shared.machine();
+    let state = machine.state().name();
+    if machine.child_alive() {
+        Reply::status(200, "healthy", state)
+    } else {
+        Reply::status(503, "unhealthy", state)
+    }
+}
+
+fn readyz(shared: &Shared, settings: &HealthSettings) -> Reply {
+    let mut machine = shared.machine();
+    if machine.is_ready() {
+        return Reply::status(200, "healthy", "ready");
+    }
+    let state = machine.state().name();
+    if let State::Draining(_) | State::Stopping(_) = machine.state() {
+        if machine.unready_answered(Instant::now()) {
+            shared.waker.wake();
+        }
+        return Reply::status(settings.drain_status, "draining", state);
+    }
+    Reply::status(503, "unhealthy", state)
+}
+
+fn healthz(shared: &Shared) -> Reply {
+    let ready = shared.machine().is_ready();
+    let reports = shared.check_reports();
+    let all_pass = reports.iter().all(|r| r.ok);
+    let (code, status) = if ready && all_pass {
+        (200, "healthy")
+    } else {
+        (503, "unhealthy")
+    };
+    let checks: Vec<String> = reports.iter().map(|r| r.to_json()).collect();
+    Reply::json(
+        code,
+        format!(
+            "{{\"status\":\"{status}\",\"checks\":[{}]}}\n",
+            checks.join(",")
+        ),
+    )
+}
+
+fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthSettings) -> Reply {
+    if !control_allowed(req, settings) {
+        warn!(
+            "refused {} {} from {}: control needs loopback or a valid bearer token",
+            req.method,
+            req.url,
+            req.peer.map_or("unknown".into(), |p| p.to_string())
+        );
+        return Reply::json(403, "{\"error\":\"forbidden\"}\n".into());
+    }
+    let result = shared.machine().manual(drain, Instant::now());
+    let state = shared.machine().state().name();
+    match result {
+        Ok(()) => Reply::json(
+            200,
+            format!("{{\"status\":\"ok\",\"state\":\"{state}\"}}\n"),
+        ),
+        Err(refused) => Reply::json(
+            409,
+            format!("{{\"error\":\"{}\",\"state\":\"{state}\"}}\n", refused.0),
+        ),
+    }
+}
+
+/// Loopback peers are inside the container (or pod); anyone else needs the
+/// token. Forwarding headers are never consulted: they are the client's word.
+fn control_allowed(req: &Request, settings: &HealthSettings) -> bool {
+    if req.peer.is_some_and(is_loopback) {
+        return true;
+    }
+    let (Some(token), Some(auth)) = (&settings.control_token, req.authorization) else {
+        return false;
+    };
+    auth.strip_prefix("Bearer ")
+        .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Takes the same time whatever the position of the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn status_json(shared: &Shared) -> String {
+    let machine = shared.machine();
+    let state = machine.state();
+    let child = shared.child_pid.load(std::sync::atomic::Ordering::Relaxed);
+    let mut out = format!(
+        "{{\"state\":\"{}\",\"child_pid\":{},\"uptime_seconds\":{:.3},\"drains\":{}",
+        state.name(),
+        if child > 0 {
+            child.to_string()
+        } else {
+            "null".into()
+        },
+        shared.started.elapsed().as_secs_f64(),
+        machine.drains(),
+    );
+    match state.drain() {
+        Some(d) => {
+            let started = d
+                .started_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |t| t.as_secs_f64());
+            let _ = write!(
+                out,
+                ",\"drain\":{{\"reason\":\"{}\",\"started_unix\":{started:.3},\"probes_answered\":{},\"waited_seconds\":{}}}",
+                d.reason,
+                d.unready_answers,
+                d.waited.map_or("null".into(), |w| format!("{:.3}", w.as_secs_f64())),
+            );
+        }
+        None => out.push_str(",\"drain\":null"),
+    }
+    match state {
+        State::Stopping(stop) => {
+            let _ = write!(out, ",\"stop_signal\":\"{}\"", signals::name(stop.signal));
+        }
+        State::Exited { code, .. } => {
+            let _ = write!(out, ",\"exit_code\":{code}");
+        }
+        _ => {}
+    }
+    drop(machine);
+    let checks: Vec<String> = shared.check_reports().iter().map(|r| r.to_json()).collect();
+    let _ = writeln!(out, ",\"checks\":[{}]}}", checks.join(","));
+    out
+}
+
+fn metrics(shared: &Shared) -> Reply {
+    let mut out = String::new();
+    let machine = shared.machine();
+    let current = machine.state().name();
+    out.push_str("# HELP drainit_state Current drain state (1 for the current one).\n# TYPE drainit_state gauge\n");
+    for name in State::NAMES {
+        let _ = writeln!(
+            out,
+            "drainit_state{{state=\"{name}\"}} {}",
+            u8::from(name == current)
+        );
+    }
+    let up = u8::from(machine.child_alive());
+    let _ = writeln!(out, "# HELP drainit_child_up Whether the child is running.\n# TYPE drainit_child_up gauge\ndrainit_child_up {up}");
+    let _ = writeln!(out, "# HELP drainit_drains_total Drains started.\n# TYPE drainit_drains_total counter\ndrainit_drains_total {}", machine.drains());
+    let waited = machine
+        .state()
+        .drain()
+        .and_then(|d| d.waited)
+        .map_or(0.0, |w| w.as_secs_f64());
+    drop(machine);
+    let _ = writeln!(out, "# HELP drainit_drain_duration_seconds How long the last drain held the stop signal.\n# TYPE drainit_drain_duration_seconds gauge\ndrainit_drain_duration_seconds {waited:.3}");
+    out.push_str("# HELP drainit_signals_forwarded_total Signals forwarded to the child.\n# TYPE drainit_signals_forwarded_total counter\n");
+    for (sig, n) in shared.metrics.forwarded() {
+        let _ = writeln!(
+            out,
+            "drainit_signals_forwarded_total{{signal=\"{}\"}} {n}",
+            signals::name(sig)
+        );
+    }
+    let reaped = shared
+        .metrics
+        .reaped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(out, "# HELP drainit_zombies_reaped_total Orphans and other children reaped.\n# TYPE drainit_zombies_reaped_total counter\ndrainit_zombies_reaped_total {reaped}");
+    out.push_str("# HELP drainit_health_responses_total Health answers by path and status.\n# TYPE drainit_health_responses_total counter\n");
+    for (path, code, n) in shared.metrics.answers() {
+        let _ = writeln!(
+            out,
+            "drainit_health_responses_total{{path=\"{path}\",code=\"{code}\"}} {n}"
+        );
+    }
+    Reply {
+        code: 200,
+        content_type: "text/plain; version=0.0.4",
+        body: out,
+        allow: None,
+    }
+}
+
+/// HAProxy's agent-check: one line per connection, `ready`, `drain`
+/// (weight 0: no new sessions) or `down` once the child is stopping.
+pub fn start_agent(addr: SocketAddr, shared: Arc<Shared>) -> Result<(), String> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen for agent checks on {addr}: {e}"))?;
+    thread::Builder::new()
+        .name("agent".into())
+        .spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let word = match shared.machine().state() {
+                    State::Ready => "ready",
+                    State::Stopping(_) | State::Exited { .. } => "down",
+                    _ => "drain",
+                };
+                let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+                let _ = stream.write_all(format!("{word}\n").as_bytes());
+            }
+        })
+        .map_err(|e| format!("cannot start the agent-check thread: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drain::{DrainPolicy, Machine};
+    use std::time::Duration;
+
+    fn shared() -> Shared {
+        let mut m = Machine::new(DrainPolicy::default(), Duration::from_secs(5));
+        m.checks_changed(true, "test");
+        Shared::new(m).unwrap()
+    }
+
+    fn settings() -> HealthSettings {
+        HealthSettings {
+            control_token: Some("s3cret-token".into()),
+            drain_status: 503,
+        }
+    }
+
+    fn get<'a>(url: &'a str, peer: &str, auth: Option<&'a str>) -> Request<'a> {
+        Request {
+            method: "GET",
+            url,
+            peer: Some(peer.parse().unwrap()),
+            authorization: auth,
+        }
+    }
+
+    #[test]
+    fn control_needs_loopback_or_token() {
+        let s = shared();
+        let remote = "10.1.2.3";
+        assert_eq!(
+            route(&get("/sethealth/ko", remote, None), &s, &settings()).code,
+            403
+        );
+        assert_eq!(
+            route(
+                &get("/sethealth/ko", remote, Some("Bearer s3cret-tokeX")),
+                &s,
+                &settings()
+            )
+            .code,
+            403
+        );
+        assert_eq!(
+            route(&get("//sethealth/ko", "127.0.0.1", None), &s, &settings()).code,
+            404
+        );
+        assert_eq!(
+            route(
+                &get("/sethealth/ko/../ok", "127.0.0.1", None),
+                &s,
+                &settings()
+            )
+            .code,
+            404
+        );
+        assert!(s.machine().is_ready());
+        assert_eq!(
+            route(
+                &get("/sethealth/ko", remote, Some("Bearer s3cret-token")),
+                &s,
+                &settings()
+            )
+            .code,
+            200
+        );
+        assert!(!s.machine().is_ready());
+        assert_eq!(
+            route(
+                &get("/sethealth/ok", "::ffff:127.0.0.1", None),
+                &s,
+                &settings()
+            )
+            .code,
+            200
+        );
+        assert!(s.machine().is_ready());
+    }
+
+    #[test]
+    fn methods_and_unknown_paths() {
+        let s = shared();
+        let mut req = get("/readyz", "127.0.0.1", None);
+        req.method = "POST";
+        let reply = route(&req, &s, &settings());
+        assert_eq!((reply.code, reply.allow), (405, Some("GET, HEAD")));
+        assert_eq!(
+            route(&get("/nope", "127.0.0.1", None), &s, &settings()).code,
+            404
+        );
+        assert_eq!(
+            route(&get("/readyz?x=1", "127.0.0.1", None), &s, &settings()).code,
+            200
+        );
+    }
+}

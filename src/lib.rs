@@ -1,0 +1,198 @@
+//! drainit: an init for containers that reaps zombies, forwards signals,
+//! and drains load-balancer traffic before the app is asked to stop.
+//!
+//! The file list is the architecture: `cli` (options), `spawn` (starting
+//! the child), `supervisor` (the signal loop), `reap` (zombies and
+//! descendants), `drain` (the state machine), `health` (the HTTP endpoint),
+//! `checks` (readiness of the app), `client` and `http` (subcommands).
+
+pub mod checks;
+pub mod cli;
+pub mod client;
+pub mod drain;
+pub mod health;
+pub mod http;
+pub mod reap;
+pub mod shared;
+pub mod signals;
+pub mod spawn;
+pub mod supervisor;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::sync::Arc;
+
+use libc::c_int;
+use log::{error, warn};
+
+use crate::cli::{Config, Invocation, EXIT_USAGE};
+use crate::drain::Machine;
+use crate::health::HealthSettings;
+use crate::shared::Shared;
+use crate::spawn::Inherited;
+use crate::supervisor::Supervisor;
+
+/// drainit's whole life: `args` without argv[0], and the signal state
+/// captured before anything could change it.
+pub fn entry(inherited: std::io::Result<Inherited>, args: Vec<OsString>) -> c_int {
+    let env = |k: &str| std::env::var(k).ok();
+    if let Some(sub) = args.first().filter(|a| client::is_subcommand(a)) {
+        return client::run(&sub.to_string_lossy(), &args[1..], &env);
+    }
+    let config = match cli::parse(&args, &env) {
+        Ok(Invocation::Run(config)) => config,
+        Ok(Invocation::Help) => {
+            print!("{}", cli::help());
+            return 0;
+        }
+        Ok(Invocation::Version) => {
+            println!("drainit {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("drainit: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    init_logging(&config.log_filter);
+    let inherited = match inherited {
+        Ok(i) => i,
+        Err(e) => return fail(&format!("cannot read the inherited signal state: {e}")),
+    };
+    run(*config, inherited)
+}
+
+/// One line per record, written whole, so it never lands inside a line of
+/// the child's output.
+fn init_logging(filter: &str) {
+    env_logger::Builder::new()
+        .parse_filters(filter)
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "drainit: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            )
+        })
+        .init();
+}
+
+fn fail(message: &str) -> c_int {
+    error!("{message}");
+    1
+}
+
+fn run(mut config: Config, inherited: Inherited) -> c_int {
+    if let Err(e) = inherited.take_back_sigchld() {
+        return fail(&format!("cannot take back SIGCHLD: {e}"));
+    }
+    // Blocked before any thread exists, so every thread inherits the mask
+    // and only the supervisor's signalfd ever sees these signals.
+    let forwardable = signals::forwardable();
+    if let Err(e) = signals::block(&forwardable) {
+        return fail(&format!("cannot block signals: {e}"));
+    }
+    if let Err(e) = become_reaper(&config) {
+        return fail(&e);
+    }
+    warn_about_budget(&mut config);
+    let shared = match Shared::new(Machine::new(config.drain.clone(), config.grace)) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return fail(&format!("cannot create the wake-up pipe: {e}")),
+    };
+    if let Err(e) = start_endpoints(&config, &shared) {
+        eprintln!("drainit: {e}");
+        return EXIT_USAGE;
+    }
+    let child = match spawn::spawn(&config.program, &inherited) {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("drainit: {}", e.message);
+            return e.code;
+        }
+    };
+    shared
+        .child_pid
+        .store(child, std::sync::atomic::Ordering::Relaxed);
+    if !config.checks.gates_readiness() {
+        checks::ready_without_checks(&shared);
+    }
+    if let Err(e) = checks::start(&config.checks, Arc::clone(&shared), inherited) {
+        warn!("cannot start the checks thread: {e}; readiness stays as it is");
+    }
+    let forwarder = Supervisor::new(config, shared, &forwardable, child);
+    match forwarder {
+        Ok(s) => s.run(),
+        Err(e) => {
+            let _ = signals::send(-child, libc::SIGKILL);
+            fail(&format!("cannot create the signalfd: {e}"))
+        }
+    }
+}
+
+/// As PID 1, drainit inherits every orphan. Otherwise it must ask for them.
+fn become_reaper(config: &Config) -> Result<(), String> {
+    if let Some(sig) = config.pdeath_signal {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and nothing else.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0 {
+            return Err(format!(
+                "cannot set the parent-death signal: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    // SAFETY: getpid has no preconditions.
+    if unsafe { libc::getpid() } == 1 {
+        return Ok(());
+    }
+    if !config.subreaper {
+        warn!(
+            "not running as PID 1 and not a subreaper (-s): orphaned processes will not be reaped"
+        );
+        return Ok(());
+    }
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes a flag and nothing else.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) } != 0 {
+        return Err(format!(
+            "cannot register as child subreaper: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Draining needs somebody to tell; and a stop that outlasts the
+/// orchestrator's budget ends in its SIGKILL, mid-request.
+fn warn_about_budget(config: &mut Config) {
+    if config.health_addr.is_none() && config.agent_addr.is_none() {
+        config.drain.on.clear();
+        return;
+    }
+    let total = config.drain.longest_wait() + config.grace;
+    if total > config.stop_timeout {
+        warn!(
+            "drain wait ({:?}) + grace ({:?}) = {:?} exceeds the stop timeout of {:?}: the orchestrator will SIGKILL first (raise docker stop -t / stop_grace_period / terminationGracePeriodSeconds)",
+            config.drain.longest_wait(),
+            config.grace,
+            total,
+            config.stop_timeout
+        );
+    }
+}
+
+fn start_endpoints(config: &Config, shared: &Arc<Shared>) -> Result<(), String> {
+    if let Some(addr) = config.health_addr {
+        let server = health::bind(addr)?;
+        let settings = HealthSettings {
+            control_token: config.control_token.clone(),
+            drain_status: config.drain.status,
+        };
+        health::start(server, Arc::clone(shared), settings)
+            .map_err(|e| format!("cannot start the health thread: {e}"))?;
+    }
+    if let Some(addr) = config.agent_addr {
+        health::start_agent(addr, Arc::clone(shared))?;
+    }
+    Ok(())
+}

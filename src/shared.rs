@@ -1,0 +1,133 @@
+//! What the supervisor, the health server and the checks share: the drain
+//! state machine, counters for /metrics, and a way to wake the supervisor.
+//!
+//! Locks are held only to read or update a few fields, never across I/O,
+//! so the health server can never stall the signal loop.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use nix::fcntl::OFlag;
+use nix::unistd;
+
+use crate::checks::CheckReport;
+use crate::drain::Machine;
+use crate::signals::MAX_SIGNAL;
+
+pub struct Shared {
+    machine: Mutex<Machine>,
+    pub metrics: Metrics,
+    pub waker: Waker,
+    pub child_pid: AtomicI32,
+    pub started: Instant,
+    pub checks: Mutex<Vec<CheckReport>>,
+}
+
+impl Shared {
+    pub fn new(machine: Machine) -> io::Result<Shared> {
+        Ok(Shared {
+            machine: Mutex::new(machine),
+            metrics: Metrics::default(),
+            waker: Waker::new()?,
+            child_pid: AtomicI32::new(0),
+            started: Instant::now(),
+            checks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The state machine. A panic while it was held cannot leave it
+    /// half-updated (each transition is one assignment), so a poisoned
+    /// lock is taken over rather than spreading the panic to PID 1.
+    pub fn machine(&self) -> MutexGuard<'_, Machine> {
+        self.machine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn check_reports(&self) -> MutexGuard<'_, Vec<CheckReport>> {
+        self.checks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counters behind /metrics.
+pub struct Metrics {
+    forwarded: [AtomicU64; MAX_SIGNAL as usize + 1],
+    pub reaped: AtomicU64,
+    answers: Mutex<Vec<(&'static str, u16, u64)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            forwarded: std::array::from_fn(|_| AtomicU64::new(0)),
+            reaped: AtomicU64::new(0),
+            answers: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count_forwarded(&self, sig: libc::c_int) {
+        if let Some(c) = usize::try_from(sig)
+            .ok()
+            .and_then(|i| self.forwarded.get(i))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (signal number, count) for every signal forwarded at least once.
+    pub fn forwarded(&self) -> Vec<(libc::c_int, u64)> {
+        let counts = self.forwarded.iter().map(|c| c.load(Ordering::Relaxed));
+        (0..).zip(counts).filter(|(_, n)| *n > 0).collect()
+    }
+
+    pub fn count_answer(&self, path: &'static str, code: u16) {
+        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        match answers
+            .iter_mut()
+            .find(|(p, c, _)| *p == path && *c == code)
+        {
+            Some(entry) => entry.2 += 1,
+            None => answers.push((path, code, 1)),
+        }
+    }
+
+    pub fn answers(&self) -> Vec<(&'static str, u16, u64)> {
+        self.answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A self-pipe: other threads write a byte to make the supervisor's poll
+/// return, so it can recompute its deadline.
+pub struct Waker {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Waker {
+    fn new() -> io::Result<Waker> {
+        let (read, write) = unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        Ok(Waker { read, write })
+    }
+
+    /// A full pipe already means "wake up", so EAGAIN is success.
+    pub fn wake(&self) {
+        let _ = unistd::write(&self.write, &[1]);
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+
+    pub fn clear(&self) {
+        let mut buf = [0u8; 64];
+        while matches!(unistd::read(std::os::fd::AsRawFd::as_raw_fd(&self.read), &mut buf), Ok(n) if n > 0)
+        {
+        }
+    }
+}

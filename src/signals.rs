@@ -1,0 +1,235 @@
+//! Signal numbers, names, and the masks drainit runs under.
+//!
+//! drainit never installs a signal handler. It blocks every signal it is
+//! meant to forward and reads them from a signalfd in the supervisor loop.
+//! Blocked signals are queued even for PID 1 (the kernel only drops signals
+//! to an init that neither blocks nor handles them), and no code ever runs
+//! in signal context, so there is nothing async-signal-unsafe to get wrong.
+
+use std::io;
+use std::mem::MaybeUninit;
+
+use libc::c_int;
+
+/// Highest signal number on Linux (SIGRTMAX is 64).
+pub const MAX_SIGNAL: c_int = 64;
+
+/// Signals raised synchronously by a fault in drainit itself. Blocking them
+/// would turn a crash into a hang, so they keep their default action and are
+/// never forwarded.
+const SYNCHRONOUS: [c_int; 7] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+];
+
+const NAMES: [(&str, c_int); 31] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+/// Parses `15`, `TERM`, `SIGTERM`, `sigterm`, `RTMIN+3` or `SIGRTMAX-1`.
+/// `allow_zero` accepts `0`, which rewriting uses to mean "drop".
+pub fn parse(text: &str, allow_zero: bool) -> Result<c_int, String> {
+    let bad = || {
+        format!(
+            "'{text}' is not a signal (expected a number 1-64 or a name such as TERM or SIGUSR1)"
+        )
+    };
+    if let Ok(n) = text.parse::<c_int>() {
+        return match n {
+            0 if allow_zero => Ok(0),
+            1..=MAX_SIGNAL => Ok(n),
+            _ => Err(bad()),
+        };
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Some(&(_, n)) = NAMES.iter().find(|(candidate, _)| *candidate == name) {
+        return Ok(n);
+    }
+    parse_realtime(name).ok_or_else(bad)
+}
+
+fn parse_realtime(name: &str) -> Option<c_int> {
+    let (base, rest) = if let Some(rest) = name.strip_prefix("RTMIN") {
+        (libc::SIGRTMIN(), rest)
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        (libc::SIGRTMAX(), rest)
+    } else {
+        return None;
+    };
+    let n = match rest.as_bytes().first() {
+        None => base,
+        Some(b'+') => base + rest[1..].parse::<c_int>().ok()?,
+        Some(b'-') => base - rest[1..].parse::<c_int>().ok()?,
+        Some(_) => return None,
+    };
+    (libc::SIGRTMIN()..=libc::SIGRTMAX())
+        .contains(&n)
+        .then_some(n)
+}
+
+/// `SIGTERM`, `SIGRTMIN+2`, or `SIG42` for numbers the C library reserves.
+pub fn name(sig: c_int) -> String {
+    if let Some((n, _)) = NAMES.iter().find(|(_, s)| *s == sig) {
+        return format!("SIG{n}");
+    }
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    if (min..=max).contains(&sig) {
+        if sig - min <= max - sig {
+            return format!("SIGRTMIN+{}", sig - min);
+        }
+        return format!("SIGRTMAX-{}", max - sig);
+    }
+    format!("SIG{sig}")
+}
+
+/// Signals that ask a process to stop. Forwarding one of them starts the
+/// grace period after which the child's process group is killed. SIGHUP is
+/// not among them: most daemons take it as "reload".
+pub fn is_terminating(sig: c_int) -> bool {
+    matches!(sig, libc::SIGTERM | libc::SIGINT | libc::SIGQUIT)
+}
+
+/// Every signal drainit blocks and forwards: all of them but SIGKILL,
+/// SIGSTOP, the synchronous fault signals and the C library's reserved ones.
+pub fn forwardable() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset initialises the set it is given; sigdelset only
+    // reads and writes that initialised set.
+    unsafe {
+        libc::sigfillset(set.as_mut_ptr());
+        for sig in SYNCHRONOUS {
+            libc::sigdelset(set.as_mut_ptr(), sig);
+        }
+        set.assume_init()
+    }
+}
+
+/// Blocks `set` in the calling thread and returns the mask it replaced.
+/// Threads started afterwards inherit the new mask.
+pub fn block(set: &libc::sigset_t) -> io::Result<libc::sigset_t> {
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: both pointers are valid sigsets; pthread_sigmask fills `old`.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, set, old.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: pthread_sigmask succeeded, so it wrote the old mask.
+    Ok(unsafe { old.assume_init() })
+}
+
+/// Sends `sig` to `pid` (a negative pid names a process group).
+pub fn send(pid: libc::pid_t, sig: c_int) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// How received signals map to the ones forwarded, like dumb-init's
+/// `--rewrite`. A target of 0 drops the signal.
+#[derive(Clone, Debug, Default)]
+pub struct Rewrites(Vec<(c_int, c_int)>);
+
+impl Rewrites {
+    /// Parses `FROM:TO`, each side a number or a name.
+    pub fn add(&mut self, spec: &str) -> Result<(), String> {
+        let (from, to) = spec
+            .split_once(':')
+            .ok_or_else(|| format!("'{spec}' is not FROM:TO (for example 15:3 or TERM:QUIT)"))?;
+        let from = parse(from.trim(), false)?;
+        let to = parse(to.trim(), true)?;
+        self.0.retain(|(f, _)| *f != from);
+        self.0.push((from, to));
+        Ok(())
+    }
+
+    /// The signal to forward for `sig`, or `None` when it is dropped.
+    pub fn apply(&self, sig: c_int) -> Option<c_int> {
+        let to = self
+            .0
+            .iter()
+            .find(|(from, _)| *from == sig)
+            .map_or(sig, |(_, to)| *to);
+        (to != 0).then_some(to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_numbers_and_realtime() {
+        assert_eq!(parse("15", false), Ok(libc::SIGTERM));
+        assert_eq!(parse("term", false), Ok(libc::SIGTERM));
+        assert_eq!(parse("SIGUSR1", false), Ok(libc::SIGUSR1));
+        assert_eq!(parse("RTMIN+2", false), Ok(libc::SIGRTMIN() + 2));
+        assert_eq!(parse("SIGRTMAX", false), Ok(libc::SIGRTMAX()));
+        assert_eq!(parse("0", true), Ok(0));
+        assert!(parse("0", false).is_err());
+        assert!(parse("65", false).is_err());
+        assert!(parse("RTMAX+1", false).is_err());
+        assert!(parse("BOGUS", false).is_err());
+        assert!(parse("RTMIN+x", false).is_err());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for sig in 1..=MAX_SIGNAL {
+            if sig == 32 || sig == 33 {
+                continue;
+            }
+            assert_eq!(parse(&name(sig), false), Ok(sig), "{}", name(sig));
+        }
+    }
+
+    #[test]
+    fn rewrites_map_and_drop() {
+        let mut r = Rewrites::default();
+        r.add("TERM:QUIT").unwrap();
+        r.add("USR1:0").unwrap();
+        assert_eq!(r.apply(libc::SIGTERM), Some(libc::SIGQUIT));
+        assert_eq!(r.apply(libc::SIGUSR1), None);
+        assert_eq!(r.apply(libc::SIGHUP), Some(libc::SIGHUP));
+        assert!(r.add("TERM").is_err());
+        assert!(r.add("TERM:NOPE").is_err());
+    }
+}

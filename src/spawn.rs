@@ -1,0 +1,143 @@
+//! Starting the child so that it sees what it would have seen without an
+//! init: the signal mask and ignored signals drainit inherited, its own
+//! process group, and the terminal's foreground when there is a terminal.
+
+use std::ffi::OsString;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use libc::c_int;
+
+use crate::signals::MAX_SIGNAL;
+
+/// The signal state drainit was started with, captured before it changed
+/// anything, so the child can be given exactly the same.
+pub struct Inherited {
+    mask: libc::sigset_t,
+    /// Signals whose disposition was SIG_IGN. exec keeps ignored signals
+    /// ignored, but drainit had to take SIGCHLD back and Rust's Command
+    /// resets SIGPIPE, so they are put back explicitly.
+    ignored: Vec<c_int>,
+}
+
+impl Inherited {
+    /// Reads the current mask and ignored set. Call first thing in main.
+    pub fn capture() -> io::Result<Inherited> {
+        let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: a null new-set only reads the mask into `mask`.
+        let rc =
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let ignored = (1..=MAX_SIGNAL)
+            .filter(|&s| disposition_is_ignore(s))
+            .collect();
+        // SAFETY: pthread_sigmask succeeded and filled `mask`.
+        let mask = unsafe { mask.assume_init() };
+        Ok(Inherited { mask, ignored })
+    }
+
+    /// drainit must be told about its children's deaths even if it was
+    /// started with SIGCHLD ignored (the kernel would reap them itself).
+    pub fn take_back_sigchld(&self) -> io::Result<()> {
+        if self.ignored.contains(&libc::SIGCHLD) {
+            set_disposition(libc::SIGCHLD, libc::SIG_DFL)?;
+        }
+        Ok(())
+    }
+}
+
+fn disposition_is_ignore(sig: c_int) -> bool {
+    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only queries; `old` is valid for writing.
+    let rc = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: zeroed is a valid sigaction, and sigaction filled it on success.
+    rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
+/// Async-signal-safe: used between fork and exec.
+fn set_disposition(sig: c_int, handler: libc::sighandler_t) -> io::Result<()> {
+    // SAFETY: signal() is async-signal-safe on Linux and has no memory
+    // preconditions; the handlers passed are SIG_DFL or SIG_IGN.
+    if unsafe { libc::signal(sig, handler) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Why the child could not be started, mapped to the shell's exit codes.
+pub struct SpawnError {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Starts `program` in its own process group. When stdin is a terminal
+/// the new group is made its foreground group, so Ctrl-C and job control
+/// reach the child as they would from a shell.
+pub fn spawn(program: &[OsString], inherited: &Inherited) -> Result<libc::pid_t, SpawnError> {
+    let mut command = Command::new(&program[0]);
+    command.args(&program[1..]);
+    configure(&mut command, inherited, is_tty(libc::STDIN_FILENO));
+    match command.spawn() {
+        Ok(child) => Ok(child.id() as libc::pid_t),
+        Err(e) => Err(SpawnError {
+            code: if e.kind() == io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            },
+            message: format!("cannot run '{}': {e}", program[0].to_string_lossy()),
+        }),
+    }
+}
+
+/// Makes `command` start in a new process group (the terminal's foreground
+/// group when `foreground`) with the inherited signal mask and ignored set.
+pub fn configure(command: &mut Command, inherited: &Inherited, foreground: bool) {
+    let mask = inherited.mask;
+    let ignored = inherited.ignored.clone();
+    // SAFETY: the closure runs between fork and exec and calls only
+    // async-signal-safe functions (setpgid, tcsetpgrp, signal,
+    // pthread_sigmask) on data captured by value; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            become_group_leader(foreground)?;
+            for &sig in &ignored {
+                set_disposition(sig, libc::SIG_IGN)?;
+            }
+            restore_mask(&mask)
+        });
+    }
+}
+
+fn become_group_leader(tty: bool) -> io::Result<()> {
+    // SAFETY: setpgid/getpid/tcsetpgrp are async-signal-safe syscalls.
+    unsafe {
+        if libc::setpgid(0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // A background group calling tcsetpgrp gets SIGTTOU unless it is
+        // blocked; it still is here (the inherited mask comes back after).
+        if tty {
+            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+        }
+    }
+    Ok(())
+}
+
+fn restore_mask(mask: &libc::sigset_t) -> io::Result<()> {
+    // SAFETY: `mask` is a valid sigset; pthread_sigmask is async-signal-safe.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+pub fn is_tty(fd: c_int) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
