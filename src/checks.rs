@@ -15,7 +15,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 use crate::http::{self, Url};
 use crate::shared::Shared;
@@ -376,7 +376,6 @@ fn check_cmd(argv: &[String], timeout: Duration, inherited: &Inherited) -> Resul
 
 /// Without readiness checks, the app is ready as soon as it runs.
 pub fn ready_without_checks(shared: &Shared) {
-    info!("no readiness checks configured: ready once the child runs");
     shared
         .machine()
         .checks_changed(true, "child started; no readiness checks configured");
