@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Instant, UNIX_EPOCH};
 
-use log::{debug, error, warn};
+use log::{error, warn};
 
 use crate::drain::State;
+use crate::server::{self, Limits};
 use crate::shared::Shared;
 use crate::signals;
 
@@ -63,63 +64,35 @@ impl Reply {
 
 /// Binds the health port. Failing here is a startup error: a container
 /// whose health port is taken would never look ready.
-pub fn bind(addr: SocketAddr) -> Result<tiny_http::Server, String> {
-    tiny_http::Server::http(addr)
-        .map_err(|e| format!("cannot listen for health checks on {addr}: {e}"))
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).map_err(|e| format!("cannot listen for health checks on {addr}: {e}"))
 }
 
-/// Serves requests until the process exits.
+/// Serves requests on their own thread until the process exits. A panic
+/// in a handler costs that one request (answered 500), never the server.
 pub fn start(
-    server: tiny_http::Server,
+    listener: TcpListener,
     shared: Arc<Shared>,
     settings: HealthSettings,
 ) -> io::Result<()> {
     thread::Builder::new()
         .name("health".into())
         .spawn(move || {
-            for request in server.incoming_requests() {
-                let outcome =
-                    panic::catch_unwind(AssertUnwindSafe(|| answer(request, &shared, &settings)));
-                if outcome.is_err() {
-                    error!("the health handler panicked on a request; serving goes on");
-                }
+            let handler = |req: &Request| {
+                panic::catch_unwind(AssertUnwindSafe(|| route(req, &shared, &settings)))
+                    .unwrap_or_else(|_| {
+                        error!(
+                            "the health handler panicked on {} {}; serving goes on",
+                            req.method, req.url
+                        );
+                        Reply::json(500, "{\"error\":\"internal error\"}\n".into())
+                    })
+            };
+            if let Err(e) = server::serve(listener, Limits::default(), &handler) {
+                error!("the health server stopped: {e}; supervision goes on without it");
             }
-            error!("the health server stopped; supervision goes on without it");
         })?;
     Ok(())
-}
-
-fn answer(request: tiny_http::Request, shared: &Shared, settings: &HealthSettings) {
-    let authorization = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().to_string());
-    let method = request.method().as_str().to_string();
-    let reply = route(
-        &Request {
-            method: &method,
-            url: request.url(),
-            peer: request.remote_addr().map(|a| a.ip()),
-            authorization: authorization.as_deref(),
-        },
-        shared,
-        settings,
-    );
-    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.code);
-    let mut headers = vec![
-        ("Content-Type", reply.content_type),
-        ("Cache-Control", "no-store"),
-    ];
-    headers.extend(reply.allow.map(|a| ("Allow", a)));
-    for (name, value) in headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(name, value) {
-            response.add_header(h);
-        }
-    }
-    if let Err(e) = request.respond(response) {
-        debug!("health client went away: {e}");
-    }
 }
 
 /// The paths served, as counted in /metrics.
@@ -167,7 +140,17 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
 fn livez(shared: &Shared) -> Reply {
     let machine = shared.machine();
     let state = machine.state().name();
-    if machine.child_alive() {
+    let child_alive = machine.child_alive();
+    drop(machine);
+    // A stale --live-file means the app's event loop is stuck although the
+    // process runs: that is exactly what liveness must report. Readiness
+    // checks do not count here (a failing database is no reason to restart).
+    let live_file_fresh = shared
+        .check_reports()
+        .iter()
+        .filter(|r| r.liveness)
+        .all(|r| r.ok);
+    if child_alive && live_file_fresh {
         Reply::status(200, "healthy", state)
     } else {
         Reply::status(503, "unhealthy", state)

@@ -13,6 +13,7 @@ pub mod drain;
 pub mod health;
 pub mod http;
 pub mod reap;
+pub mod server;
 pub mod shared;
 pub mod signals;
 pub mod spawn;

@@ -179,6 +179,7 @@ fn find_child(outer: &mut Child) -> i32 {
 
 impl Init {
     /// `drainit ARGS...`: options, then `--`, then the program.
+    #[allow(clippy::new_ret_no_self)] // a builder: Init::new(args).env(..).start()
     pub fn new(args: &[&str]) -> Builder {
         Builder {
             args: args.iter().map(|s| s.to_string()).collect(),
@@ -392,4 +393,557 @@ pub fn recorded(path: &Path) -> Vec<i32> {
 
 pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the health endpoint and drain tests (issue 3).
+
+/// sigrec's path, as an argument.
+pub fn sigrec_arg() -> String {
+    example("sigrec").to_string_lossy().into_owned()
+}
+
+/// A whole HTTP answer: status, headers (names as sent) and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON, after checking the Content-Type says so.
+    pub fn json(&self) -> Json {
+        assert_eq!(
+            self.header("Content-Type"),
+            Some("application/json"),
+            "Content-Type of {self:?}"
+        );
+        Json::parse(&self.body).unwrap_or_else(|e| panic!("invalid JSON ({e}) in {self:?}"))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; connection errors panic.
+pub fn request(method: &str, addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    try_request(method, addr, path, headers)
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+pub fn try_request(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method == "POST" || method == "PUT" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
+    parse_reply(&raw)
+}
+
+/// Parses a raw HTTP/1.1 answer read to EOF.
+pub fn parse_reply(raw: &str) -> Result<Reply, String> {
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no end of headers in {raw:?}"))?;
+    let mut lines = head.split("\r\n");
+    let code = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line in {raw:?}"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(Reply {
+        code,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// drainit's /status document.
+pub fn status_doc(addr: SocketAddr) -> Json {
+    let r = request("GET", addr, "/status", &[]);
+    assert_eq!(r.code, 200, "/status: {r:?}");
+    r.json()
+}
+
+/// The drain state /status reports.
+pub fn state_of(addr: SocketAddr) -> String {
+    status_doc(addr)["state"].as_str().unwrap().to_string()
+}
+
+/// Waits until /status reports `state` (asking /status never counts as a
+/// readiness probe, so this does not disturb --drain-checks).
+pub fn wait_for_state(addr: SocketAddr, state: &str, timeout: Duration) {
+    let mut last = String::new();
+    wait_for(timeout, &format!("state {state} (last: {last})"), || {
+        last = try_request("GET", addr, "/status", &[])
+            .ok()
+            .and_then(|r| Json::parse(&r.body).ok())
+            .and_then(|j| j["state"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        last == state
+    });
+}
+
+/// Polls sigrec's record until it holds `sig`; returns when it was seen.
+pub fn wait_for_signal(path: &Path, sig: i32, timeout: Duration) -> Instant {
+    wait_for(
+        timeout,
+        &format!("signal {sig} in {}", path.display()),
+        || recorded(path).contains(&sig),
+    );
+    Instant::now()
+}
+
+/// How many sockets process `pid` has open.
+pub fn socket_count(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| {
+                    fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// drainit (as PID 1) with its health endpoint on a free loopback port,
+/// supervising sigrec, which records its signals in `out`. Returned once
+/// sigrec has installed its handlers and the endpoint answers.
+pub struct Sup {
+    pub init: Init,
+    pub addr: SocketAddr,
+    pub out: PathBuf,
+    pub files: TempDir,
+}
+
+/// `drainit --health-addr 127.0.0.1:FREE OPTS -- sigrec --out F --ready R SIGREC_OPTS`.
+pub fn start_sigrec(opts: &[&str], sigrec_opts: &[&str]) -> Sup {
+    start_sigrec_env(opts, sigrec_opts, &[])
+}
+
+pub fn start_sigrec_env(opts: &[&str], sigrec_opts: &[&str], env: &[(&str, &str)]) -> Sup {
+    let files = TempDir::new("sigrec");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (out, ready) = (files.arg("signals"), files.arg("ready"));
+    let sigrec = sigrec_arg();
+    let addr_arg = addr.to_string();
+    let mut args = vec!["--health-addr", addr_arg.as_str()];
+    args.extend_from_slice(opts);
+    args.extend([
+        "--",
+        sigrec.as_str(),
+        "--out",
+        out.as_str(),
+        "--ready",
+        ready.as_str(),
+    ]);
+    args.extend_from_slice(sigrec_opts);
+    let mut builder = Init::new(&args);
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    let mut init = builder.start();
+    let ready_path = files.path("ready");
+    wait_for(Duration::from_secs(10), "sigrec to be ready", || {
+        ready_path.exists() || !init.alive()
+    });
+    assert!(
+        init.alive(),
+        "drainit exited early; log:\n{}",
+        init.stderr()
+    );
+    wait_for_health(addr);
+    Sup {
+        init,
+        addr,
+        out: files.path("signals"),
+        files,
+    }
+}
+
+/// A small JSON value, enough to check drainit's documents strictly.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+static JSON_NULL: Json = Json::Null;
+
+impl std::ops::Index<&str> for Json {
+    type Output = Json;
+    /// The member `key`, or Null when absent (use `has` to tell apart).
+    fn index(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(m) => m
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or(&JSON_NULL, |(_, v)| v),
+            _ => &JSON_NULL,
+        }
+    }
+}
+
+impl Json {
+    pub fn has(&self, key: &str) -> bool {
+        matches!(self, Json::Obj(m) if m.iter().any(|(k, _)| k == key))
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Json::Num(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Parses one whole JSON document (surrounding whitespace allowed).
+    pub fn parse(text: &str) -> Result<Json, String> {
+        let mut p = JsonParser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let v = p.value()?;
+        p.ws();
+        if p.i != p.s.len() {
+            return Err(format!("trailing data at byte {}", p.i));
+        }
+        Ok(v)
+    }
+}
+
+struct JsonParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl JsonParser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && b" \t\r\n".contains(&self.s[self.i]) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, lit: &str) -> bool {
+        if self.s[self.i..].starts_with(lit.as_bytes()) {
+            self.i += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        self.ws();
+        let err = |i: usize| format!("unexpected input at byte {i}");
+        match self.s.get(self.i) {
+            Some(b'{') => {
+                self.i += 1;
+                let mut members = Vec::new();
+                self.ws();
+                if self.eat("}") {
+                    return Ok(Json::Obj(members));
+                }
+                loop {
+                    self.ws();
+                    let Json::Str(key) = self.value()? else {
+                        return Err(err(self.i));
+                    };
+                    self.ws();
+                    if !self.eat(":") {
+                        return Err(err(self.i));
+                    }
+                    members.push((key, self.value()?));
+                    self.ws();
+                    if self.eat("}") {
+                        return Ok(Json::Obj(members));
+                    }
+                    if !self.eat(",") {
+                        return Err(err(self.i));
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.eat("]") {
+                    return Ok(Json::Arr(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    self.ws();
+                    if self.eat("]") {
+                        return Ok(Json::Arr(items));
+                    }
+                    if !self.eat(",") {
+                        return Err(err(self.i));
+                    }
+                }
+            }
+            Some(b'"') => {
+                self.i += 1;
+                let mut out = String::new();
+                loop {
+                    match self.s.get(self.i) {
+                        None => return Err("unterminated string".into()),
+                        Some(b'"') => {
+                            self.i += 1;
+                            return Ok(Json::Str(out));
+                        }
+                        Some(b'\\') => {
+                            let c = *self.s.get(self.i + 1).ok_or("bad escape")?;
+                            self.i += 2;
+                            match c {
+                                b'"' => out.push('"'),
+                                b'\\' => out.push('\\'),
+                                b'/' => out.push('/'),
+                                b'n' => out.push('\n'),
+                                b't' => out.push('\t'),
+                                b'r' => out.push('\r'),
+                                b'b' => out.push('\u{8}'),
+                                b'f' => out.push('\u{c}'),
+                                b'u' => {
+                                    let hex = std::str::from_utf8(
+                                        self.s.get(self.i..self.i + 4).ok_or("bad \\u")?,
+                                    )
+                                    .map_err(|e| e.to_string())?;
+                                    let n =
+                                        u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+                                    out.push(char::from_u32(n).unwrap_or('\u{fffd}'));
+                                    self.i += 4;
+                                }
+                                _ => return Err(err(self.i)),
+                            }
+                        }
+                        Some(&b) if b < 0x20 => return Err("control character in string".into()),
+                        Some(_) => {
+                            let rest = std::str::from_utf8(&self.s[self.i..])
+                                .map_err(|e| e.to_string())?;
+                            let ch = rest.chars().next().unwrap();
+                            out.push(ch);
+                            self.i += ch.len_utf8();
+                        }
+                    }
+                }
+            }
+            Some(b't') if self.eat("true") => Ok(Json::Bool(true)),
+            Some(b'f') if self.eat("false") => Ok(Json::Bool(false)),
+            Some(b'n') if self.eat("null") => Ok(Json::Null),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.i;
+                while self.i < self.s.len() && b"+-.eE0123456789".contains(&self.s[self.i]) {
+                    self.i += 1;
+                }
+                let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
+                text.parse()
+                    .map(Json::Num)
+                    .map_err(|_| format!("bad number {text:?}"))
+            }
+            _ => Err(err(self.i)),
+        }
+    }
+}
+
+/// The value of one sample of drainit's /metrics, e.g.
+/// `drainit_state{state="ready"}`; None when it is not there.
+pub fn metric(addr: SocketAddr, sample: &str) -> Option<f64> {
+    let r = request("GET", addr, "/metrics", &[]);
+    assert_eq!(r.code, 200, "/metrics: {r:?}");
+    r.body.lines().find_map(|l| {
+        l.strip_prefix(sample)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// The host pid of the process drainit's namespace calls `ns_pid`.
+pub fn host_pid(init: &Init, ns_pid: i32) -> Option<i32> {
+    if !init.as_pid1 {
+        return Some(ns_pid);
+    }
+    init.descendants().into_iter().map(|(p, _)| p).find(|p| {
+        fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .and_then(|n| n.parse::<i32>().ok())
+            })
+            .is_some_and(|n| n == ns_pid)
+    })
+}
+
+// ---- Helpers for the core tests (core_*.rs) ----
+
+impl Builder {
+    /// Like [`Builder::start`], but drainit is exec'd by `wrapper` (a
+    /// command to which drainit and its arguments are appended, and which
+    /// must end by exec'ing them), so drainit stays PID 1 and inherits
+    /// whatever the wrapper set up: signal mask, ignored signals, fds, a
+    /// controlling terminal.
+    pub fn start_through(self, wrapper: &[&str]) -> Init {
+        let dir = TempDir::new("init");
+        let as_pid1 = self.namespace && can_unshare();
+        if self.namespace && !as_pid1 {
+            eprintln!(
+                "NOTE: cannot create a PID namespace here; running drainit as a subreaper instead"
+            );
+        }
+        let mut cmd = if as_pid1 {
+            let mut c = Command::new("unshare");
+            c.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+            c.args(wrapper);
+            c
+        } else {
+            let mut c = Command::new(wrapper[0]);
+            c.args(&wrapper[1..]);
+            c
+        };
+        cmd.arg(DRAINIT);
+        if self.namespace && !as_pid1 {
+            cmd.arg("-s");
+        }
+        cmd.args(&self.args)
+            .env_remove("DRAINIT_LOG")
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(self.stdin.unwrap_or(Stdio::null()))
+            .stdout(fs::File::create(dir.path("stdout")).unwrap())
+            .stderr(fs::File::create(dir.path("stderr")).unwrap());
+        let mut outer = cmd.spawn().expect("cannot start the wrapper");
+        let pid = if as_pid1 {
+            find_child(&mut outer)
+        } else {
+            outer.id() as i32
+        };
+        Init {
+            outer,
+            pid,
+            dir,
+            as_pid1,
+        }
+    }
+}
+
+/// The sigrec helper's path, as an argument.
+pub fn sigrec() -> String {
+    example("sigrec").to_string_lossy().into_owned()
+}
+
+/// The fields of /proc/PID/stat after `comm`: [0] is the state, [1] the
+/// ppid, [2] the pgid, [11]/[12] utime/stime. `None` once PID is gone.
+pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    Some(
+        stat[close + 1..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Whether PID exists and is not a zombie (a zombie has exited already).
+pub fn running(pid: i32) -> bool {
+    stat_fields(pid).is_some_and(|f| f[0] != "Z" && f[0] != "X")
+}
+
+/// Direct children of `pid` (any state), from /proc.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if stat_fields(p).is_some_and(|f| f[1] == pid.to_string()) {
+            found.push(p);
+        }
+    }
+    found
+}
+
+/// `Name:` line of a /proc status-like text (e.g. sigrec --status), trimmed.
+pub fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// The descendants of drainit that are zombies.
+pub fn zombies(init: &Init) -> Vec<i32> {
+    init.descendants()
+        .into_iter()
+        .filter(|(_, s)| *s == 'Z')
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Sends `sig` to drainit and waits until sigrec recorded `expect` as its
+/// next line in `out` (which must hold `before` lines already).
+pub fn send_and_see(init: &Init, sig: i32, out: &Path, expect: i32) {
+    let before = recorded(out).len();
+    init.signal(sig);
+    wait_for(
+        Duration::from_secs(10),
+        &format!("signal {expect} to be recorded after sending {sig}"),
+        || recorded(out).len() > before,
+    );
+    let got = recorded(out);
+    assert_eq!(
+        got[before..],
+        [expect],
+        "sent {sig}, expected the child to record {expect}; all records: {got:?}; log:\n{}",
+        init.stderr()
+    );
+}
+
+/// SIGKILLs `pids` (skipping any that are gone); for processes a test
+/// started outside the harness.
+pub fn kill_all(pids: &[i32]) {
+    for &p in pids.iter().filter(|p| **p > 0) {
+        // SAFETY: kill has no memory preconditions.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
 }
