@@ -69,7 +69,8 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 }
 
 /// Serves requests on their own thread until the process exits. A panic
-/// in a handler costs that one request (answered 500), never the server.
+/// in a handler costs that one request (answered 500); a panic anywhere
+/// else in the server drops its connections and serving starts over.
 pub fn start(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -88,8 +89,20 @@ pub fn start(
                         Reply::json(500, "{\"error\":\"internal error\"}\n".into())
                     })
             };
-            if let Err(e) = server::serve(listener, Limits::default(), &handler) {
-                error!("the health server stopped: {e}; supervision goes on without it");
+            loop {
+                let outcome = listener.try_clone().map(|l| {
+                    panic::catch_unwind(AssertUnwindSafe(|| {
+                        server::serve(l, Limits::default(), &handler)
+                    }))
+                });
+                match outcome {
+                    Ok(Err(_)) => error!("the health server panicked; starting it over"),
+                    Ok(Ok(Err(e))) | Err(e) => {
+                        error!("the health server stopped: {e}; supervision goes on without it");
+                        return;
+                    }
+                    Ok(Ok(Ok(()))) => return,
+                }
             }
         })?;
     Ok(())
@@ -111,6 +124,11 @@ const PATHS: [&str; 8] = [
 /// `//sethealth/ko` or `/sethealth/ko/../ok` are simply unknown.
 pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply {
     let path = req.url.split_once('?').map_or(req.url, |(p, _)| p);
+    // Fault injection for the tests; compiled out of release builds.
+    #[cfg(debug_assertions)]
+    if path == "/debug/panic" && req.peer.is_some_and(is_loopback) {
+        panic!("panic injected through /debug/panic");
+    }
     let Some(&known) = PATHS.iter().find(|p| **p == path) else {
         return Reply::json(404, "{\"error\":\"not found\"}\n".into());
     };

@@ -56,6 +56,19 @@ pub fn entry(inherited: std::io::Result<Inherited>, args: Vec<OsString>) -> c_in
         }
     };
     init_logging(&config.log_filter);
+    // One log line instead of the default multi-line panic report.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("panic");
+        let place = info
+            .location()
+            .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        error!("internal error{place}: {message}");
+    }));
     let inherited = match inherited {
         Ok(i) => i,
         Err(e) => return fail(&format!("cannot read the inherited signal state: {e}")),

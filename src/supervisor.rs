@@ -102,6 +102,16 @@ impl Supervisor {
     fn read_signals(&mut self) {
         loop {
             match self.sigfd.read_signal() {
+                Ok(Some(info))
+                    if info.ssi_pid == self.me as u32 && info.ssi_signo != libc::SIGCHLD as u32 =>
+                {
+                    // Raised by drainit itself, such as SIGPIPE from a log
+                    // write to a closed pipe: not meant for the child.
+                    debug!(
+                        "ignoring {} raised by drainit itself",
+                        signals::name(info.ssi_signo as c_int)
+                    );
+                }
                 Ok(Some(info)) => self.on_signal(info.ssi_signo as c_int),
                 Ok(None) => return,
                 Err(e) => {
