@@ -59,13 +59,26 @@ struct Opts {
 }
 
 #[no_mangle]
-pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    // Arguments still come from std: on Linux it captures them before main.
-    run()
+pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // Taken from argv, not std::env::args_os(): std captures the arguments
+    // before main only with glibc; under musl (static builds for FROM
+    // scratch images) args_os() would be empty.
+    run(args_from(argc, argv))
 }
 
-fn run() -> ! {
-    let opts = match parse_args(std::env::args_os().skip(1)) {
+fn args_from(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    (0..usize::try_from(argc).unwrap_or(0))
+        .map(|i| {
+            // SAFETY: the C runtime passes argc valid NUL-terminated strings.
+            let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+            std::ffi::OsStr::from_bytes(arg.to_bytes()).to_owned()
+        })
+        .collect()
+}
+
+fn run(args: Vec<OsString>) -> ! {
+    let opts = match parse_args(args.into_iter().skip(1)) {
         Ok(opts) => opts,
         Err(msg) => {
             eprintln!("sigrec: {msg}\n{USAGE}");

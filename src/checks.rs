@@ -8,7 +8,7 @@
 //! Kubernetes' success and failure thresholds.
 
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc};
@@ -306,12 +306,15 @@ fn check_http(url: &Url, settings: &CheckSettings) -> Result<(), String> {
 }
 
 fn check_tcp(addr: &str, timeout: Duration) -> Result<(), String> {
-    let resolved = addr
+    let resolved: Vec<_> = addr
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve: {e}"))?
-        .next()
-        .ok_or("cannot resolve")?;
-    TcpStream::connect_timeout(&resolved, timeout)
+        .collect();
+    if resolved.is_empty() {
+        return Err("cannot resolve".into());
+    }
+    // Every address in turn, as `localhost` may be ::1 first (see http).
+    http::connect_any(&resolved, Instant::now() + timeout)
         .map(drop)
         .map_err(|e| e.to_string())
 }

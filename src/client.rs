@@ -3,7 +3,7 @@
 //! `status` (talking to the local drainit's health endpoint).
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -210,12 +210,14 @@ fn probe_target(a: &ClientArgs) -> Result<ProbeFn<'_>, String> {
         return Err("give one of URL, --tcp or --file".into());
     }
     if let Some(addr) = &a.tcp {
-        let resolved = addr
+        let resolved: Vec<SocketAddr> = addr
             .to_socket_addrs()
             .map_err(|e| format!("--tcp: '{addr}' is not HOST:PORT ({e})"))?
-            .next()
-            .ok_or_else(|| format!("--tcp: '{addr}' does not resolve"))?;
-        return Ok(Box::new(move || probe_tcp(resolved, a.timeout)));
+            .collect();
+        if resolved.is_empty() {
+            return Err(format!("--tcp: '{addr}' does not resolve"));
+        }
+        return Ok(Box::new(move || probe_tcp(&resolved, a.timeout)));
     }
     if let Some(path) = &a.file {
         return Ok(Box::new(move || probe_file(path, a.max_age)));
@@ -246,14 +248,20 @@ fn probe_http(url: &Url, a: &ClientArgs) -> Verdict {
     }
 }
 
-fn probe_tcp(addr: SocketAddr, timeout: Duration) -> Verdict {
+/// Tries every resolved address in turn (`localhost` may be ::1 first).
+fn probe_tcp(addrs: &[SocketAddr], timeout: Duration) -> Verdict {
     let started = Instant::now();
-    match TcpStream::connect_timeout(&addr, timeout) {
-        Ok(_) => Verdict::Healthy(format!(
-            "{addr} accepted a connection in {}",
+    match http::connect_any(addrs, started + timeout) {
+        Ok(stream) => Verdict::Healthy(format!(
+            "{} accepted a connection in {}",
+            stream.peer_addr().unwrap_or(addrs[0]),
             millis(started)
         )),
-        Err(e) => Verdict::Unhealthy(format!("cannot connect to {addr}: {e}")),
+        // The error is the last address's: the one tried last.
+        Err(e) => {
+            let last = addrs[addrs.len() - 1];
+            Verdict::Unhealthy(format!("cannot connect to {last}: {e}"))
+        }
     }
 }
 

@@ -55,13 +55,38 @@ impl Url {
     }
 
     /// Resolves the host; an unresolvable host is an error worth reporting.
-    pub fn socket_addr(&self) -> Result<SocketAddr, String> {
-        (self.host.as_str(), self.port)
+    pub fn socket_addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {}: {e}", self.host))?
-            .next()
-            .ok_or_else(|| format!("cannot resolve {}", self.host))
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!("cannot resolve {}", self.host));
+        }
+        Ok(addrs)
     }
+}
+
+/// Connects to the first of `addrs` (in resolver order) that accepts before
+/// `deadline`. Trying only the first is not enough: with Docker's
+/// /etc/hosts, `localhost` resolves to ::1 first, and an app listening on
+/// 0.0.0.0 refuses it; curl falls back to 127.0.0.1, so must we.
+pub fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to");
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out connecting",
+            ));
+        }
+        match TcpStream::connect_timeout(addr, left) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 impl fmt::Display for Url {
@@ -154,8 +179,9 @@ fn get_once(
     headers: &[(String, String)],
     deadline: Instant,
 ) -> Result<(u16, Option<String>, String), String> {
-    let addr = url.socket_addr()?;
-    let mut stream = TcpStream::connect_timeout(&addr, remaining(deadline, "connecting")?)
+    let addrs = url.socket_addrs()?;
+    remaining(deadline, "connecting")?;
+    let mut stream = connect_any(&addrs, deadline)
         .map_err(|e| format!("cannot connect to {}: {e}", url.authority()))?;
     let mut request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: drainit\r\nAccept: */*\r\nConnection: close\r\n",

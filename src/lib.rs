@@ -183,6 +183,11 @@ fn warn_about_budget(config: &mut Config) {
         config.drain.on.clear();
         return;
     }
+    // A drain signal that --rewrite drops (SIG:0) is dropped, not drained:
+    // holding it would end in a stop with nothing forwarded, so the child
+    // would get the grace period's SIGKILL for a signal meant to be ignored.
+    let rewrites = &config.rewrites;
+    config.drain.on.retain(|&sig| rewrites.apply(sig).is_some());
     let total = config.drain.longest_wait() + config.grace;
     if total > config.stop_timeout {
         warn!(

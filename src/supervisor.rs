@@ -35,6 +35,8 @@ pub struct Supervisor {
     /// Set once the main child is reaped: its code and the grace deadline
     /// that was running then.
     exit: Option<(i32, Option<Instant>)>,
+    /// Adopted processes that were sent the stop signal with the child.
+    stop_signalled: Vec<pid_t>,
 }
 
 impl Supervisor {
@@ -56,6 +58,7 @@ impl Supervisor {
             me: unsafe { libc::getpid() },
             child,
             exit: None,
+            stop_signalled: Vec::new(),
         })
     }
 
@@ -182,7 +185,7 @@ impl Supervisor {
 
     /// Daemons reparented to drainit are stopped with the child, not left
     /// to be killed when the container goes away.
-    fn signal_adopted(&self, sig: c_int) {
+    fn signal_adopted(&mut self, sig: c_int) {
         let adopted = self.adopted();
         for p in &adopted {
             info!(
@@ -193,6 +196,13 @@ impl Supervisor {
             );
         }
         reap::signal_all(&adopted, sig);
+        self.stop_signalled.extend(adopted.iter().map(|p| p.pid));
+    }
+
+    /// Whether `p` was sent the stop signal: as an adopted process, or as
+    /// a member of the child's group with -g.
+    fn had_stop_signal(&self, p: &Process) -> bool {
+        self.stop_signalled.contains(&p.pid) || (self.config.process_group && p.pgid == self.child)
     }
 
     /// drainit's children other than the main child (and, with -g, other
@@ -255,8 +265,9 @@ impl Supervisor {
     }
 
     /// Once the child is gone, nothing it started may outlive drainit.
-    /// After a stop, adopted processes had the signal already and get the
-    /// rest of the grace period; otherwise they get SIGTERM and a short wait.
+    /// After a stop, adopted processes had the signal already; they, and
+    /// what the child left behind (sent SIGTERM now), get the rest of the
+    /// grace period. Otherwise all get SIGTERM and a short wait.
     fn clean_up_descendants(&mut self, grace_end: Option<Instant>) {
         let Some(left) = self.leftovers() else {
             return self.clean_up_without_proc();
@@ -265,11 +276,25 @@ impl Supervisor {
             return;
         }
         if self.config.wait_adopted {
-            let deadline = grace_end.unwrap_or_else(|| {
-                log_each(&left, "sending SIGTERM to leftover process");
-                reap::signal_all(&left, libc::SIGTERM);
-                Instant::now() + LEFTOVER_WAIT.min(self.config.grace)
-            });
+            let deadline = match grace_end {
+                // What the child left behind (its workers, without -g) never
+                // had the stop signal: without this, its first signal would
+                // be the SIGKILL at the end of the grace period.
+                Some(end) => {
+                    let unsignalled: Vec<Process> = left
+                        .into_iter()
+                        .filter(|p| !self.had_stop_signal(p))
+                        .collect();
+                    log_each(&unsignalled, "sending SIGTERM to leftover process");
+                    reap::signal_all(&unsignalled, libc::SIGTERM);
+                    end
+                }
+                None => {
+                    log_each(&left, "sending SIGTERM to leftover process");
+                    reap::signal_all(&left, libc::SIGTERM);
+                    Instant::now() + LEFTOVER_WAIT.min(self.config.grace)
+                }
+            };
             if self.wait_for_children(deadline) {
                 return;
             }

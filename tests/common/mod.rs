@@ -548,11 +548,26 @@ pub fn start_sigrec(opts: &[&str], sigrec_opts: &[&str]) -> Sup {
 }
 
 pub fn start_sigrec_env(opts: &[&str], sigrec_opts: &[&str], env: &[(&str, &str)]) -> Sup {
+    let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    start_sigrec_bound(bind, opts, sigrec_opts, env)
+}
+
+/// As [`start_sigrec`], with the health endpoint bound to `bind`; an
+/// unspecified address (0.0.0.0) is asked on loopback.
+pub fn start_sigrec_bound(
+    bind: SocketAddr,
+    opts: &[&str],
+    sigrec_opts: &[&str],
+    env: &[(&str, &str)],
+) -> Sup {
     let files = TempDir::new("sigrec");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut addr = bind;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
     let (out, ready) = (files.arg("signals"), files.arg("ready"));
     let sigrec = sigrec_arg();
-    let addr_arg = addr.to_string();
+    let addr_arg = bind.to_string();
     let mut args = vec!["--health-addr", addr_arg.as_str()];
     args.extend_from_slice(opts);
     args.extend([
@@ -945,5 +960,260 @@ pub fn kill_all(pids: &[i32]) {
     for &p in pids.iter().filter(|p| **p > 0) {
         // SAFETY: kill has no memory preconditions.
         unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the readiness check and `drainit probe` tests (issue 4).
+
+/// examples/app running on its own (not under drainit), as the target of
+/// readiness checks and probes. Killed and waited for when dropped.
+pub struct App {
+    child: Child,
+    pub addr: SocketAddr,
+    _log: TempDir,
+}
+
+impl App {
+    /// `app --listen 127.0.0.1:0 ARGS...`, returned once it listens (the
+    /// address is read from its `app NAME: listening on ADDR` line).
+    pub fn start(args: &[&str]) -> App {
+        let log = TempDir::new("app");
+        let stderr = log.path("stderr");
+        let child = Command::new(example("app"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("cannot start the app example");
+        // Built before waiting, so a failed wait still kills the process.
+        let mut app = App {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            _log: log,
+        };
+        let mut found = None;
+        wait_for(Duration::from_secs(10), "the app to listen", || {
+            let text = fs::read_to_string(&stderr).unwrap_or_default();
+            found = text
+                .lines()
+                .find_map(|l| l.split_once(": listening on ").map(|(_, a)| a.trim()))
+                .and_then(|a| a.parse().ok());
+            if found.is_none() {
+                if let Some(status) = app.child.try_wait().unwrap() {
+                    panic!("the app exited ({status}) before listening:\n{text}");
+                }
+            }
+            found.is_some()
+        });
+        app.addr = found.unwrap();
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Switches what the app's /ready answers.
+    pub fn set_ready(&self, on: bool) {
+        let path = if on { "/ready/on" } else { "/ready/off" };
+        let (code, body) = get(self.addr, path);
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+
+    /// What the app's own /ready answers right now.
+    pub fn ready_code(&self) -> u16 {
+        get(self.addr, "/ready").0
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        // Only our own child, by pid; waited for so no zombie is left.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one run of the drainit binary (a client subcommand) did.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+/// Runs `drainit ARGS...` directly with only `env` of the DRAINIT_*
+/// variables set; killed (and the test failed) after `timeout`.
+pub fn run_drainit(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Ran {
+    let mut argv = vec![DRAINIT];
+    argv.extend_from_slice(args);
+    run_argv(&argv, env, timeout)
+}
+
+/// Runs `argv` as `run_drainit` does.
+pub fn run_argv(argv: &[&str], env: &[(&str, &str)], timeout: Duration) -> Ran {
+    let args = &argv[1..];
+    let dir = TempDir::new("run");
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DRAINIT_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    let started = Instant::now();
+    let mut child = cmd
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(dir.path("stdout")).unwrap())
+        .stderr(fs::File::create(dir.path("stderr")).unwrap())
+        .spawn()
+        .expect("cannot run drainit");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "drainit {args:?} did not finish within {timeout:?}; stdout: {:?}",
+                fs::read_to_string(dir.path("stdout")).unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let took = started.elapsed();
+    Ran {
+        code: status
+            .code()
+            .unwrap_or_else(|| panic!("drainit {args:?} died by a signal: {status:?}")),
+        stdout: fs::read_to_string(dir.path("stdout")).unwrap_or_default(),
+        stderr: fs::read_to_string(dir.path("stderr")).unwrap_or_default(),
+        took,
+    }
+}
+
+/// The check reports in drainit's /status.
+pub fn check_reports(addr: SocketAddr) -> Vec<Json> {
+    match &status_doc(addr)["checks"] {
+        Json::Arr(items) => items.clone(),
+        other => panic!("/status has no checks array: {other:?}"),
+    }
+}
+
+/// Waits until /status shows a report of a check whose name starts with
+/// `name` and that `pred` accepts; returns that report.
+pub fn wait_for_report(
+    addr: SocketAddr,
+    name: &str,
+    timeout: Duration,
+    pred: impl Fn(&Json) -> bool,
+) -> Json {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = check_reports(addr);
+        let found = last
+            .iter()
+            .find(|r| r["name"].as_str().is_some_and(|n| n.starts_with(name)) && pred(r));
+        if let Some(report) = found {
+            return report.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for a '{name}' check report; last: {last:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A report's `ok`.
+pub fn report_ok(r: &Json) -> bool {
+    match r["ok"] {
+        Json::Bool(b) => b,
+        ref other => panic!("report without a boolean ok: {other:?}"),
+    }
+}
+
+/// A report's error text ("" when null).
+pub fn report_error(r: &Json) -> String {
+    r["error"].as_str().unwrap_or_default().to_string()
+}
+
+/// /readyz: its status code and the state its body names.
+pub fn readyz(addr: SocketAddr) -> (u16, String) {
+    let r = request("GET", addr, "/readyz", &[]);
+    let state = r.json()["state"].as_str().unwrap_or_default().to_string();
+    (r.code, state)
+}
+
+/// Waits until /readyz answers `code`; returns the state it named.
+pub fn wait_for_readyz(addr: SocketAddr, code: u16, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = readyz(addr);
+        if last.0 == code {
+            return last.1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for /readyz {code}; last: {last:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Lines in a file (0 when it does not exist yet).
+pub fn line_count(path: &Path) -> usize {
+    fs::read_to_string(path).map_or(0, |s| s.lines().count())
+}
+
+/// Docker's default /etc/hosts, where `localhost` is also ::1.
+pub const DOCKER_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+/// The words that run a command in a private mount namespace whose
+/// /etc/hosts is `hosts` (append the command). None, with the reason
+/// printed, when that is impossible here or `localhost` does not resolve
+/// to ::1 first there (no IPv6 loopback): the test has nothing to show then.
+pub fn with_hosts(hosts: &Path) -> Option<Vec<String>> {
+    let prefix: Vec<String> = [
+        "unshare",
+        "--mount",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+        &hosts.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = Command::new(&prefix[0])
+        .args(&prefix[1..])
+        .args(["getent", "ahosts", "localhost"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let first = out.ok().filter(|o| o.status.success()).and_then(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .map(str::to_string)
+    });
+    match first {
+        Some(line) if line.starts_with("::1 ") => Some(prefix),
+        other => {
+            eprintln!(
+                "SKIPPED: cannot make `localhost` resolve to ::1 first here (getent said {other:?})"
+            );
+            None
+        }
     }
 }
