@@ -75,13 +75,13 @@ impl Supervisor {
             let deadline = self.shared.machine().next_deadline();
             self.wait(deadline);
             self.read_signals();
-            self.shared.waker.clear();
             let action = self.shared.machine().tick(Instant::now());
             self.act(action);
         }
     }
 
-    /// Sleeps until a signal, a wake-up, or `deadline`.
+    /// Sleeps until a signal, a wake-up, or `deadline`. A wake-up is
+    /// consumed here, so no caller can spin on a waker left readable.
     fn wait(&self, deadline: Option<Instant>) {
         let timeout = deadline.map_or(PollTimeout::NONE, |d| {
             // Round up, so the loop never wakes just before a deadline and spins.
@@ -99,6 +99,12 @@ impl Supervisor {
             if e != nix::errno::Errno::EINTR {
                 warn!("poll failed: {e}");
             }
+        }
+        if fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            self.shared.waker.clear();
         }
     }
 
@@ -269,6 +275,11 @@ impl Supervisor {
     /// what the child left behind (sent SIGTERM now), get the rest of the
     /// grace period. Otherwise all get SIGTERM and a short wait.
     fn clean_up_descendants(&mut self, grace_end: Option<Instant>) {
+        // No children left means no descendants either (orphans come to
+        // us), and no need to scan /proc: the common, fast exit.
+        if !self.reap() {
+            return;
+        }
         let Some(left) = self.leftovers() else {
             return self.clean_up_without_proc();
         };
