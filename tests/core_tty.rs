@@ -1,0 +1,77 @@
+//! On a terminal (`docker run -it`), the child gets its own process group
+//! as the terminal's foreground group, so Ctrl-C and Ctrl-Z reach it as
+//! they would from a shell.
+mod common;
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Stdio;
+
+use common::*;
+
+/// A pseudo-terminal pair, both ends close-on-exec (the slave is handed
+/// over as stdin, which dup2 makes inheritable).
+fn pty() -> (File, OwnedFd) {
+    let p = nix::pty::openpty(None, None).expect("openpty");
+    for fd in [p.master.as_raw_fd(), p.slave.as_raw_fd()] {
+        // SAFETY: fcntl on descriptors we own, no memory arguments.
+        assert_eq!(
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
+            0
+        );
+    }
+    (File::from(p.master), p.slave)
+}
+
+#[test]
+fn child_is_the_terminals_foreground_group_and_gets_ctrl_c() {
+    let (mut master, slave) = pty();
+    let dir = TempDir::new("tty");
+    let (status, ready, out) = (dir.arg("status"), dir.arg("ready"), dir.arg("out"));
+    let s = sigrec();
+    let args = [
+        "--health-addr",
+        "none",
+        "--",
+        &s,
+        "--status",
+        &status,
+        "--ready",
+        &ready,
+        "--out",
+        &out,
+    ];
+    // setsid --ctty: drainit leads a new session with the pty as its
+    // controlling terminal, as a container's PID 1 does with `-t`.
+    let mut init = Init::new(&args)
+        .stdin(Stdio::from(slave))
+        .start_through(&["setsid", "--ctty"]);
+    wait_for_file(&dir.path("ready"), secs(10.0));
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{}/comm", init.pid))
+            .unwrap()
+            .trim(),
+        "drainit"
+    );
+    let st = std::fs::read_to_string(dir.path("status")).unwrap();
+    let (pid, pgid, tpgid) = (
+        field(&st, "pid").unwrap(),
+        field(&st, "pgid").unwrap(),
+        field(&st, "tpgid").unwrap(),
+    );
+    assert_eq!(pgid, pid, "the child leads its own group: {st}");
+    assert_eq!(tpgid, pgid, "the child's group is in the foreground: {st}");
+    // drainit's own group (its session's) is not.
+    let drainit = stat_fields(init.pid).unwrap();
+    assert_ne!(drainit[2], drainit[5], "drainit is not in the foreground");
+
+    // The terminal's own signals go to the child directly.
+    master.write_all(b"\x1a").unwrap();
+    wait_for(secs(10.0), "Ctrl-Z to reach the child", || {
+        recorded(&dir.path("out")) == [libc::SIGTSTP]
+    });
+    master.write_all(b"\x03").unwrap();
+    assert_eq!(init.code(secs(10.0)), 0, "log:\n{}", init.stderr());
+    assert_eq!(recorded(&dir.path("out")), [libc::SIGTSTP, libc::SIGINT]);
+}
