@@ -17,6 +17,7 @@
 #   c) baseline: the app under tini, HAProxy checking the app's own /ready
 #      (what a tini user has: no drain; the app stops accepting on SIGTERM
 #      at once and finishes what it has in flight)
+#   e) the same baseline under dumb-init.
 #   d) the baseline with `option redispatch` added: HAProxy resends a
 #      refused connection to another server. On loopback a stopped app
 #      refuses instantly, so this hides the missing drain; it cannot where
@@ -46,7 +47,7 @@ CONNS=${CONNS:-32}
 WORK_MS=${WORK_MS:-5}
 SETTLE=${SETTLE:-1}
 REPLACE_AFTER=${REPLACE_AFTER:-2}
-VARIANTS=${VARIANTS:-"a-drainit-delay b-drainit-checks c-tini-baseline d-tini-redispatch"}
+VARIANTS=${VARIANTS:-"a-drainit-delay b-drainit-checks c-tini-baseline d-tini-redispatch e-dumb-init-baseline"}
 OUT=${OUT:-$ROOT/bench/out/rolling-$(date +%Y%m%d-%H%M%S)}
 # Where the plot is copied; empty: leave docs/ alone (trial runs).
 DOCS_PNG=${DOCS_PNG-$ROOT/docs/rolling-restart.png}
@@ -54,6 +55,7 @@ DOCS_PNG=${DOCS_PNG-$ROOT/docs/rolling-restart.png}
 need() { command -v "$1" >/dev/null || { echo "bench/rolling.sh: needs $1 ($2)" >&2; exit 1; }; }
 need haproxy "apt-get install haproxy"
 need tini "apt-get install tini"
+need dumb-init "apt-get install dumb-init"
 need unshare "util-linux"
 PY=python3
 if ! "$PY" -c 'import matplotlib' 2>/dev/null && /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
@@ -100,6 +102,8 @@ start_backend() {
                   --drain-checks 2 --drain-delay 30 --stop-timeout 40 --) ;;
         c-tini-baseline | d-tini-redispatch)
             init=(tini --) ;;
+        e-dumb-init-baseline)
+            init=(dumb-init) ;;
     esac
     unshare --pid --fork --mount-proc --kill-child "${init[@]}" "${app[@]}" \
         >>"$dir/$name.log" 2>&1 &
@@ -124,6 +128,7 @@ run_variant() {
     case $variant in
         c-tini-baseline) baseline=1 check_path=/ready ;;
         d-tini-redispatch) baseline=1 check_path=/ready redispatch=1 ;;
+        e-dumb-init-baseline) baseline=1 check_path=/ready ;;
     esac
     local names=() app_ports=() health_ports=() specs=() outers=() inits=()
     local i
@@ -212,6 +217,7 @@ for v in $VARIANTS; do
         b-drainit-checks) label="drainit --drain-checks 2" ;;
         c-tini-baseline) label="tini (baseline, no drain)" ;;
         d-tini-redispatch) label="tini + option redispatch" ;;
+        e-dumb-init-baseline) label="dumb-init (baseline, no drain)" ;;
         *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
     echo "== $v ($label)" >&2
