@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
@@ -62,10 +63,27 @@ impl Reply {
     }
 }
 
+/// Pending connections the kernel may queue for accept(). std listens
+/// with 128: a burst of new connections (a flood reconnecting as fast as
+/// its sockets are evicted) overflowed that, the kernel dropped the SYNs of
+/// real probes, and they came in only on the client's retransmit a second
+/// later. The kernel caps this at net.core.somaxconn.
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
 /// Binds the health port. Failing here is a startup error: a container
 /// whose health port is taken would never look ready.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).map_err(|e| format!("cannot listen for health checks on {addr}: {e}"))
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen for health checks on {addr}: {e}"))?;
+    // Listening again on a listening socket only changes its backlog.
+    // SAFETY: listen() on a descriptor this function owns.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        warn!(
+            "cannot raise the health port's backlog: {}",
+            io::Error::last_os_error()
+        );
+    }
+    Ok(listener)
 }
 
 /// Serves requests on their own thread until the process exits. A panic

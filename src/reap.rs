@@ -54,6 +54,12 @@ pub struct Process {
 /// All descendants of `root`, found through /proc. `None` when /proc is not
 /// mounted (or not this PID namespace's), so the caller can fall back.
 pub fn descendants(root: pid_t) -> Option<Vec<Process>> {
+    // A foreign /proc lists another namespace's processes by their pids
+    // there: as PID 1, "children of 1" were the host's daemons, which the
+    // stop signal was then sent to by those numbers in our namespace.
+    if !proc_is_ours() {
+        return None;
+    }
     let mut by_parent: HashMap<pid_t, Vec<Process>> = HashMap::new();
     for entry in fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry

@@ -115,11 +115,16 @@ impl Supervisor {
                     if info.ssi_pid == self.me as u32 && info.ssi_signo != libc::SIGCHLD as u32 =>
                 {
                     // Raised by drainit itself, such as SIGPIPE from a log
-                    // write to a closed pipe: not meant for the child.
-                    debug!(
-                        "ignoring {} raised by drainit itself",
-                        signals::name(info.ssi_signo as c_int)
-                    );
+                    // write to a closed pipe: not meant for the child. Not
+                    // logged: with nobody reading the log, that line raised
+                    // the next SIGPIPE, forever, and this thread-directed
+                    // one was always read before any signal sent to drainit.
+                    if info.ssi_signo != libc::SIGPIPE as u32 {
+                        debug!(
+                            "ignoring {} raised by drainit itself",
+                            signals::name(info.ssi_signo as c_int)
+                        );
+                    }
                 }
                 Ok(Some(info)) => self.on_signal(info.ssi_signo as c_int),
                 Ok(None) => return,

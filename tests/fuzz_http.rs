@@ -1,0 +1,534 @@
+//! Property tests (proptest, stable Rust) over drainit's own request
+//! handling: `server::parse` and `health::route`, the only code that sees
+//! bytes from the network. Bounded for CI: PROPTEST_CASES cases per
+//! property (2,000 unless set), the whole file in a few seconds; each
+//! property prints how many cases it ran. Inputs that ever failed are kept
+//! below as plain regression tests.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use drainit::drain::{DrainPolicy, Machine};
+use drainit::health::{route, HealthSettings, Reply, Request};
+use drainit::server::{parse, Limits, Parsed};
+use drainit::shared::Shared;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+const TOKEN: &str = "s3cret-Token-42";
+
+fn limits() -> Limits {
+    Limits {
+        max_connections: 16,
+        ..Limits::default()
+    }
+}
+
+/// Runs `test` over `strategy` for PROPTEST_CASES cases (2,000 by default),
+/// without failure files, and reports the count for docs/hardening.md.
+fn check<S: Strategy>(
+    name: &str,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let ran = AtomicU64::new(0);
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&strategy, |v| {
+        ran.fetch_add(1, Ordering::Relaxed);
+        test(v)
+    });
+    eprintln!(
+        "figures: {name}: {} cases run (shrinking included)",
+        ran.load(Ordering::Relaxed)
+    );
+    if let Err(e) = result {
+        panic!("{name}: {e}");
+    }
+}
+
+/// The invariants of `parse` on any input.
+fn parse_invariants(buf: &[u8]) -> Result<(), TestCaseError> {
+    let limits = limits();
+    let parsed = panic::catch_unwind(|| parse(buf, &limits))
+        .map_err(|_| TestCaseError::fail(format!("parse panicked on {buf:?}")))?;
+    match parsed {
+        Parsed::Incomplete => {
+            // Incomplete never holds a whole head within the limit.
+            prop_assert!(buf.len() < limits.max_head + limits.max_body);
+        }
+        Parsed::Bad(code, why) => {
+            prop_assert!((400..600).contains(&code), "code {code} ({why})");
+            prop_assert!(!why.contains('"'), "reason {why:?} is put into JSON as is");
+        }
+        Parsed::Done(head) => {
+            prop_assert!(
+                head.consumed <= buf.len(),
+                "consumed {} of {}",
+                head.consumed,
+                buf.len()
+            );
+            let end = buf
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("Done without a blank line");
+            prop_assert!(end + 4 <= head.consumed);
+            prop_assert!(head.consumed - (end + 4) <= limits.max_body);
+            prop_assert!(end + 4 <= limits.max_head);
+            prop_assert!(!head.method.is_empty());
+            prop_assert!(head
+                .method
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)));
+            prop_assert!(head.target.starts_with('/'));
+            prop_assert!(head.target.bytes().all(|b| b.is_ascii_graphic()));
+            prop_assert!(head
+                .authorization
+                .as_deref()
+                .is_none_or(|a| !a.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)));
+            // No request with a Transfer-Encoding ever gets through.
+            let text = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            prop_assert!(!text.contains("\r\ntransfer-encoding:"));
+            // Where a request ends does not depend on what follows it
+            // (what request smuggling needs), and no prefix of it is
+            // already a different request.
+            let mut longer = buf[..head.consumed].to_vec();
+            longer.extend_from_slice(b"GET /sethealth/ko HTTP/1.1\r\n\r\n");
+            prop_assert_eq!(parse(&longer, &limits), Parsed::Done(head));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn parse_survives_arbitrary_bytes() {
+    check(
+        "parse, arbitrary bytes",
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..600),
+            // Biased to the bytes that matter to an HTTP parser.
+            proptest::collection::vec(any::<u8>(), 0..600).prop_map(|v| v
+                .into_iter()
+                .map(|b| match b % 16 {
+                    0..=2 => b'\r',
+                    3..=5 => b'\n',
+                    6 => b' ',
+                    7 => b':',
+                    8 => b'/',
+                    9 => b'\t',
+                    10..=12 => b'A' + b % 26,
+                    _ => b,
+                })
+                .collect()),
+            // Anything that ends like a head (most real requests do).
+            proptest::collection::vec(any::<u8>(), 0..600).prop_map(|mut v| {
+                v.extend_from_slice(b"\r\n\r\n");
+                v
+            }),
+            // Around the head limit; filled from a seed (cheap to make).
+            (any::<u64>(), 8000..9400usize, any::<bool>()).prop_map(|(seed, len, crlf)| {
+                let mut x = seed | 1;
+                let mut buf: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                if crlf {
+                    let at = (seed as usize) % len;
+                    buf.splice(at..at, *b"\r\n\r\n");
+                }
+                buf
+            }),
+        ],
+        |buf| parse_invariants(&buf),
+    );
+}
+
+/// A valid request and what parsing it must give.
+#[derive(Clone, Debug)]
+struct Valid {
+    bytes: Vec<u8>,
+    method: String,
+    target: String,
+    authorization: Option<String>,
+    keep_alive: bool,
+    consumed: usize,
+}
+
+fn valid_request() -> impl Strategy<Value = Valid> {
+    let method = prop_oneof![
+        Just("GET".to_string()),
+        Just("HEAD".to_string()),
+        Just("POST".to_string()),
+        "[A-Z]{1,8}",
+    ];
+    let target = prop_oneof![
+        Just("/readyz".to_string()),
+        Just("/sethealth/ko".to_string()),
+        Just("/sethealth/ok".to_string()),
+        Just("/metrics".to_string()),
+        "/[!-~]{0,40}",
+    ];
+    let version = prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0")];
+    let connection = prop_oneof![
+        Just(None),
+        Just(Some("close")),
+        Just(Some("keep-alive")),
+        Just(Some("Close")),
+    ];
+    let auth = proptest::option::of("Bearer [!-~]{0,20}");
+    let extra = proptest::collection::vec(("X-[A-Za-z0-9-]{1,12}", "[ -~]{0,30}"), 0..6);
+    let body = proptest::collection::vec(any::<u8>(), 0..64);
+    let trailing = proptest::collection::vec(any::<u8>(), 0..64);
+    (
+        method, target, version, connection, auth, extra, body, trailing,
+    )
+        .prop_map(
+            |(method, target, version, connection, auth, extra, body, trailing)| {
+                let mut head = format!("{method} {target} {version}\r\nHost: x\r\n");
+                for (k, v) in &extra {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                if let Some(c) = connection {
+                    head.push_str(&format!("Connection: {c}\r\n"));
+                }
+                if let Some(a) = &auth {
+                    head.push_str(&format!("Authorization: {a}\r\n"));
+                }
+                if !body.is_empty() {
+                    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+                }
+                head.push_str("\r\n");
+                let mut bytes = head.into_bytes();
+                bytes.extend_from_slice(&body);
+                let consumed = bytes.len();
+                bytes.extend_from_slice(&trailing);
+                let keep_alive = match connection {
+                    Some(c) if c.eq_ignore_ascii_case("close") => false,
+                    Some(_) => true,
+                    None => version == "HTTP/1.1",
+                };
+                Valid {
+                    bytes,
+                    method,
+                    target,
+                    authorization: auth.map(|a| a.trim_end().to_string()),
+                    keep_alive,
+                    consumed,
+                }
+            },
+        )
+}
+
+#[test]
+fn parse_reads_valid_requests_exactly() {
+    check("parse, valid requests", valid_request(), |v| {
+        match parse(&v.bytes, &limits()) {
+            Parsed::Done(h) => {
+                prop_assert_eq!(&h.method, &v.method);
+                prop_assert_eq!(&h.target, &v.target);
+                prop_assert_eq!(&h.authorization, &v.authorization);
+                prop_assert_eq!(h.keep_alive, v.keep_alive);
+                prop_assert_eq!(h.consumed, v.consumed);
+            }
+            other => prop_assert!(
+                false,
+                "{other:?} for {:?}",
+                String::from_utf8_lossy(&v.bytes)
+            ),
+        }
+        // Every strict prefix is incomplete: nothing is answered early.
+        for cut in [0, 1, v.consumed / 2, v.consumed.saturating_sub(1)] {
+            if cut < v.consumed {
+                prop_assert_eq!(parse(&v.bytes[..cut], &limits()), Parsed::Incomplete);
+            }
+        }
+        Ok(())
+    });
+}
+
+/// One edit to a valid request.
+#[derive(Clone, Debug)]
+enum Mutation {
+    Flip(usize, u8),
+    Insert(usize, Vec<u8>),
+    Delete(usize, usize),
+    Truncate(usize),
+    Duplicate(usize, usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let interesting = prop_oneof![
+        Just(b"\r\n".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r".to_vec()),
+        Just(b" ".to_vec()),
+        Just(b"\x00".to_vec()),
+        Just(b"\xff".to_vec()),
+        Just(b"\r\n ".to_vec()),
+        Just(b"\r\nContent-Length: 5".to_vec()),
+        Just(b"\r\nContent-Length: 0".to_vec()),
+        Just(b"\r\nTransfer-Encoding: chunked".to_vec()),
+        Just(b"\r\nAuthorization: Bearer x".to_vec()),
+        Just(b"\r\n\r\nGET /sethealth/ko HTTP/1.1\r\n\r\n".to_vec()),
+        proptest::collection::vec(any::<u8>(), 1..8),
+    ];
+    prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Flip(i, b)),
+        (any::<usize>(), interesting).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        (any::<usize>(), 1..8usize).prop_map(|(i, n)| Mutation::Delete(i, n)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (any::<usize>(), 1..40usize).prop_map(|(i, n)| Mutation::Duplicate(i, n)),
+    ]
+}
+
+fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
+    let at = |i: usize, len: usize| if len == 0 { 0 } else { i % (len + 1) };
+    match m {
+        Mutation::Flip(i, b) if !bytes.is_empty() => {
+            let n = bytes.len();
+            bytes[i % n] = *b;
+        }
+        Mutation::Flip(..) => {}
+        Mutation::Insert(i, b) => {
+            let i = at(*i, bytes.len());
+            bytes.splice(i..i, b.iter().copied());
+        }
+        Mutation::Delete(i, n) => {
+            let i = at(*i, bytes.len());
+            let end = (i + n).min(bytes.len());
+            bytes.drain(i..end);
+        }
+        Mutation::Truncate(i) => {
+            let i = at(*i, bytes.len());
+            bytes.truncate(i);
+        }
+        Mutation::Duplicate(i, n) => {
+            let i = at(*i, bytes.len());
+            let end = (i + n).min(bytes.len());
+            let copy = bytes[i..end].to_vec();
+            bytes.splice(i..i, copy);
+        }
+    }
+}
+
+#[test]
+fn parse_survives_mutated_requests() {
+    check(
+        "parse, mutated valid requests",
+        (valid_request(), proptest::collection::vec(mutation(), 1..6)),
+        |(v, mutations)| {
+            let mut bytes = v.bytes;
+            for m in &mutations {
+                apply(&mut bytes, m);
+            }
+            parse_invariants(&bytes)
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------
+// route
+
+fn machine(drained: bool) -> Shared {
+    let mut m = Machine::new(DrainPolicy::default(), Duration::from_secs(5));
+    m.checks_changed(true, "fuzz");
+    if drained {
+        m.manual(true, std::time::Instant::now()).unwrap();
+    }
+    Shared::new(m).unwrap()
+}
+
+/// State name and drain count (one lock at a time: the lock is not reentrant).
+fn snapshot(shared: &Shared) -> (&'static str, u64) {
+    let m = shared.machine();
+    (m.state().name(), m.drains())
+}
+
+fn settings(token: bool) -> HealthSettings {
+    HealthSettings {
+        control_token: token.then(|| TOKEN.to_string()),
+        drain_status: 503,
+    }
+}
+
+fn peer() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        Just(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        Just(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        any::<u32>().prop_map(|n| IpAddr::V4(Ipv4Addr::from(n))),
+        any::<u128>().prop_map(|n| IpAddr::V6(Ipv6Addr::from(n))),
+        // Look-alikes of loopback that are not loopback.
+        Just("::127.0.0.1".parse().unwrap()),
+        Just("0.0.0.0".parse().unwrap()),
+        Just("::".parse().unwrap()),
+        Just("fe80::1".parse().unwrap()),
+        Just("128.0.0.1".parse().unwrap()),
+        Just("::ffff:10.0.0.1".parse().unwrap()),
+    ]
+}
+
+fn url() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("/sethealth/ko".to_string()),
+        Just("/sethealth/ok".to_string()),
+        Just("/sethealth/ko?x=1".to_string()),
+        Just("/debug/panic".to_string()),
+        Just("/readyz".to_string()),
+        Just("/metrics".to_string()),
+        Just("/status".to_string()),
+        Just("//sethealth/ko".to_string()),
+        Just("/sethealth/ko/../ok".to_string()),
+        Just("/sethealth/%6bo".to_string()),
+        Just("/sethealth/ko%2f".to_string()),
+        Just("/SETHEALTH/KO".to_string()),
+        Just("/sethealth/ko;x".to_string()),
+        Just("/sethealth/ko/".to_string()),
+        Just("/sethealth/ko#".to_string()),
+        "/sethealth/[!-~]{0,6}",
+        "/[!-~]{0,30}",
+        any::<String>(),
+    ]
+}
+
+fn authorization() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(format!("Bearer {TOKEN}"))),
+        Just(Some(format!("Bearer  {TOKEN} "))),
+        Just(Some(format!("bearer {TOKEN}"))),
+        Just(Some(format!("Bearer {}", TOKEN.to_uppercase()))),
+        Just(Some(format!("Bearer {}X", &TOKEN[..TOKEN.len() - 1]))),
+        Just(Some(format!("Bearer {TOKEN}x"))),
+        Just(Some(format!("Bearer {}", &TOKEN[1..]))),
+        Just(Some("Bearer".to_string())),
+        Just(Some("Bearer ".to_string())),
+        Just(Some(format!("Basic {TOKEN}"))),
+        Just(Some(TOKEN.to_string())),
+        "Bearer [!-~]{0,20}".prop_map(Some),
+        any::<String>().prop_map(Some),
+    ]
+}
+
+fn method() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("GET".to_string()),
+        Just("POST".to_string()),
+        Just("HEAD".to_string()),
+        Just("PUT".to_string()),
+        Just("DELETE".to_string()),
+        Just("PATCH".to_string()),
+        Just("OPTIONS".to_string()),
+        Just("get".to_string()),
+        any::<String>(),
+    ]
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// The only authorization that may grant control from outside.
+fn has_token(auth: Option<&str>, token: bool) -> bool {
+    token
+        && auth
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| t.trim() == TOKEN)
+}
+
+/// Keeps the expected panics of /debug/panic out of the test output.
+fn quiet_injected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let injected = info
+                .payload()
+                .downcast_ref::<&str>()
+                .is_some_and(|m| m.contains("/debug/panic"));
+            if !injected {
+                default(info);
+            }
+        }));
+    });
+}
+
+#[test]
+fn route_never_panics_and_never_lets_outsiders_in() {
+    quiet_injected_panics();
+    let strategy = (
+        method(),
+        url(),
+        proptest::option::of(peer()),
+        authorization(),
+        any::<bool>(),
+        any::<bool>(),
+    );
+    check(
+        "route, arbitrary requests",
+        strategy,
+        |(method, url, peer, auth, token, drained)| {
+            let shared = machine(drained);
+            let before = snapshot(&shared);
+            let req = Request {
+                method: &method,
+                url: &url,
+                peer,
+                authorization: auth.as_deref(),
+            };
+            let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
+            // Fault injection exists in debug builds only.
+            let injected =
+                cfg!(debug_assertions) && path == "/debug/panic" && peer.is_some_and(is_loopback);
+            let outcome: Result<Reply, _> =
+                panic::catch_unwind(AssertUnwindSafe(|| route(&req, &shared, &settings(token))));
+            let reply = match outcome {
+                // The debug-build fault injection, from loopback only.
+                Err(_) if injected => return Ok(()),
+                Err(_) => return Err(TestCaseError::fail("route panicked")),
+                Ok(_) if injected => return Err(TestCaseError::fail("/debug/panic did not panic")),
+                Ok(r) => r,
+            };
+            prop_assert!(
+                [200, 403, 404, 405, 409, 503].contains(&reply.code),
+                "code {}",
+                reply.code
+            );
+            let trusted = peer.is_some_and(is_loopback) || has_token(auth.as_deref(), token);
+            let after = snapshot(&shared);
+            if !trusted {
+                prop_assert_eq!(
+                    after,
+                    before,
+                    "an outsider changed the state: {}",
+                    reply.code
+                );
+                if path.starts_with("/sethealth/") {
+                    prop_assert!([403, 404, 405].contains(&reply.code), "{}", reply.code);
+                }
+            }
+            // Only the two exact control paths ever change anything.
+            if path != "/sethealth/ko" && path != "/sethealth/ok" {
+                prop_assert_eq!(after, before, "{} changed the state", url);
+            }
+            Ok(())
+        },
+    );
+}
