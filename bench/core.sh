@@ -162,6 +162,8 @@ init_argv() {
 	drainit+health) INIT_ARGV=("$DRAINIT" --health-addr "127.0.0.1:$PORT" --) ;;
 	tini) INIT_ARGV=("$TINI" --) ;;
 	dumb-init) INIT_ARGV=("$DUMB_INIT") ;;
+	drainit-static) INIT_ARGV=("$DRAINIT_MUSL" --health-addr none --) ;;
+	tini-static) INIT_ARGV=(/usr/bin/tini-static --) ;;
 	*) die "unknown row $1" ;;
 	esac
 }
@@ -495,6 +497,8 @@ measure_sizes() {
 	put "size.drainit+health" "$(kib "$DRAINIT")"
 	put "size.tini" "$(kib "$TINI")"
 	put "size.dumb-init" "$(kib "$DUMB_INIT")"
+	if [[ -n $DRAINIT_MUSL ]]; then put "size.drainit-static" "$(kib "$DRAINIT_MUSL")"; fi
+	if [[ -x /usr/bin/tini-static ]]; then put "size.tini-static" "$(kib /usr/bin/tini-static)"; fi
 	if [[ -n $DRAINIT_MUSL ]]; then put "static.drainit" "$(kib "$DRAINIT_MUSL")"; fi
 	if [[ -x /usr/bin/tini-static ]]; then put "static.tini" "$(kib /usr/bin/tini-static)"; fi
 	local f
@@ -578,30 +582,32 @@ cpu_table() {
 # PASS/FAIL of drainit against tini for each stated target. Timing
 # comparisons allow 10% for run-to-run noise; the rest are exact.
 verdicts() {
-	local name
-	for name in drainit drainit+health; do
-		awk -v name="$name" \
-			-v st="$(get "startup.$name")" -v st_t="$(get startup.tini)" \
-			-v rss="$(get "rss.$name")" -v rss_t="$(get rss.tini)" \
+	local name ref pair pairs=(drainit:tini drainit+health:tini)
+	if [[ " ${ROWS[*]} " == *" drainit-static "* ]]; then pairs+=(drainit-static:tini-static); fi
+	for pair in "${pairs[@]}"; do
+		name=${pair%%:*} ref=${pair#*:}
+		awk -v name="$name" -v ref="$ref" \
+			-v st="$(get "startup.$name")" -v st_t="$(get "startup.$ref")" \
+			-v rss="$(get "rss.$name")" -v rss_t="$(get "rss.$ref")" \
 			-v wk="$(get "wake.$name")" \
-			-v rp="$(get "reap.$name")" -v rp_t="$(get reap.tini)" \
-			-v sg="$(get "sig.$name")" -v sg_t="$(get sig.tini)" '
+			-v rp="$(get "reap.$name")" -v rp_t="$(get "reap.$ref")" \
+			-v sg="$(get "sig.$name")" -v sg_t="$(get "sig.$ref")" '
 		function line(what, have, known, ok) {
 			printf "- %s %s: %s", name, what, !known ? "no data\n" : (ok ? "PASS" : "**FAIL**") " — " have "\n"
 		}
 		BEGIN {
 			split(st, a, " "); split(st_t, b, " ")
-			line("startup+teardown no worse than tini", sprintf("mean %.2f vs %.2f ms (fastest run %.2f vs %.2f ms)", a[1], b[1], a[4], b[4]),
+			line("startup+teardown no worse than " ref, sprintf("mean %.2f vs %.2f ms (fastest run %.2f vs %.2f ms)", a[1], b[1], a[4], b[4]),
 				st != "" && st_t != "", a[1] <= b[1] * 1.10)
 			split(sg, a, " "); split(sg_t, b, " ")
-			line("SIGUSR1 latency no worse than tini", sprintf("median %s vs %s µs, p99 %s vs %s µs", a[1], b[1], a[2], b[2]),
+			line("SIGUSR1 latency no worse than " ref, sprintf("median %s vs %s µs, p99 %s vs %s µs", a[1], b[1], a[2], b[2]),
 				sg != "" && sg_t != "", a[1] <= b[1] * 1.10 && a[2] <= b[2] * 1.10)
-			line("reaping at least as fast as tini", sprintf("%s vs %s s", rp, rp_t),
+			line("reaping at least as fast as " ref, sprintf("%s vs %s s", rp, rp_t),
 				rp != "" && rp_t != "", rp <= rp_t * 1.10)
 			split(wk, a, " ")
 			line("0 idle wake-ups", sprintf("%s wake-ups, %s CPU ticks in the window", a[1], a[2]),
 				wk != "", a[1] == 0)
-			line("RSS within 1 MiB of tini", sprintf("%s vs %s KiB (%+d)", rss, rss_t, rss - rss_t),
+			line("RSS within 1 MiB of " ref, sprintf("%s vs %s KiB (%+d)", rss, rss_t, rss - rss_t),
 				rss != "" && rss_t != "", rss - rss_t <= 1024)
 		}'
 	done
@@ -659,6 +665,9 @@ main() {
 		warn "load average is $LOAD_BEFORE on $(nproc) CPUs: timings will be noisy; run on a quiet machine for README numbers"
 	fi
 	build
+	# Static builds pair up: what a FROM scratch image runs. Dynamic
+	# drainit pays for loading libgcc_s and relocating a larger binary.
+	if [[ -n $DRAINIT_MUSL && -x /usr/bin/tini-static ]]; then ROWS+=(drainit-static tini-static); fi
 	PORT=$(pick_port)
 	say "drainit+health listens on 127.0.0.1:$PORT"
 	smoke_test

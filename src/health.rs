@@ -377,25 +377,25 @@ fn metrics(shared: &Shared) -> Reply {
     }
 }
 
+/// Binds the agent-check port; a taken port is a startup error too.
+pub fn bind_agent(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).map_err(|e| format!("cannot listen for agent checks on {addr}: {e}"))
+}
+
 /// HAProxy's agent-check: one line per connection, `ready`, `drain`
 /// (weight 0: no new sessions) or `down` once the child is stopping.
-pub fn start_agent(addr: SocketAddr, shared: Arc<Shared>) -> Result<(), String> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| format!("cannot listen for agent checks on {addr}: {e}"))?;
-    thread::Builder::new()
-        .name("agent".into())
-        .spawn(move || {
-            for mut stream in listener.incoming().flatten() {
-                let word = match shared.machine().state() {
-                    State::Ready => "ready",
-                    State::Stopping(_) | State::Exited { .. } => "down",
-                    _ => "drain",
-                };
-                let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
-                let _ = stream.write_all(format!("{word}\n").as_bytes());
-            }
-        })
-        .map_err(|e| format!("cannot start the agent-check thread: {e}"))?;
+pub fn start_agent(listener: TcpListener, shared: Arc<Shared>) -> io::Result<()> {
+    thread::Builder::new().name("agent".into()).spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let word = match shared.machine().state() {
+                State::Ready => "ready",
+                State::Stopping(_) | State::Exited { .. } => "down",
+                _ => "drain",
+            };
+            let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+            let _ = stream.write_all(format!("{word}\n").as_bytes());
+        }
+    })?;
     Ok(())
 }
 

@@ -21,6 +21,7 @@ pub mod supervisor;
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::net::TcpListener;
 use std::sync::Arc;
 
 use libc::c_int;
@@ -115,10 +116,13 @@ fn run(mut config: Config, inherited: Inherited) -> c_int {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(&format!("cannot create the wake-up pipe: {e}")),
     };
-    if let Err(e) = start_endpoints(&config, &shared) {
-        eprintln!("drainit: {e}");
-        return EXIT_USAGE;
-    }
+    let endpoints = match bind_endpoints(&config) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("drainit: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let child = match spawn::spawn(&config.program, &inherited) {
         Ok(pid) => pid,
         Err(e) => {
@@ -129,6 +133,9 @@ fn run(mut config: Config, inherited: Inherited) -> c_int {
     shared
         .child_pid
         .store(child, std::sync::atomic::Ordering::Relaxed);
+    if let Err(e) = serve_endpoints(endpoints, &config, &shared) {
+        error!("{e}; supervision goes on without it");
+    }
     if !config.checks.gates_readiness() {
         checks::ready_without_checks(&shared);
     }
@@ -200,18 +207,36 @@ fn warn_about_budget(config: &mut Config) {
     }
 }
 
-fn start_endpoints(config: &Config, shared: &Arc<Shared>) -> Result<(), String> {
-    if let Some(addr) = config.health_addr {
-        let server = health::bind(addr)?;
+/// The listening sockets, bound before the child starts so that a taken
+/// port is a startup error; served once the child runs, so it starts sooner.
+struct Endpoints {
+    health: Option<TcpListener>,
+    agent: Option<TcpListener>,
+}
+
+fn bind_endpoints(config: &Config) -> Result<Endpoints, String> {
+    Ok(Endpoints {
+        health: config.health_addr.map(health::bind).transpose()?,
+        agent: config.agent_addr.map(health::bind_agent).transpose()?,
+    })
+}
+
+fn serve_endpoints(
+    endpoints: Endpoints,
+    config: &Config,
+    shared: &Arc<Shared>,
+) -> Result<(), String> {
+    if let Some(listener) = endpoints.health {
         let settings = HealthSettings {
             control_token: config.control_token.clone(),
             drain_status: config.drain.status,
         };
-        health::start(server, Arc::clone(shared), settings)
+        health::start(listener, Arc::clone(shared), settings)
             .map_err(|e| format!("cannot start the health thread: {e}"))?;
     }
-    if let Some(addr) = config.agent_addr {
-        health::start_agent(addr, Arc::clone(shared))?;
+    if let Some(listener) = endpoints.agent {
+        health::start_agent(listener, Arc::clone(shared))
+            .map_err(|e| format!("cannot start the agent-check thread: {e}"))?;
     }
     Ok(())
 }
