@@ -3,62 +3,14 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use common::*;
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `drainit ARGS` as a client with only `env` from the drainit
 /// variables; kills it (by pid) if it has not finished in 20 s.
-fn client(args: &[&str], env: &[(&str, &str)]) -> Out {
-    let mut child = Command::new(DRAINIT)
-        .args(args)
-        .env_remove("DRAINIT_HEALTH_ADDR")
-        .env_remove("DRAINIT_CONTROL_TOKEN")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the drainit client");
-    let deadline = Instant::now() + secs(20.0);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("drainit {args:?} did not finish in 20 s");
-        }
-        std::thread::sleep(secs(0.01));
-    };
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    Out {
-        code: status.code().expect("the client exited normally"),
-        stdout,
-        stderr,
-    }
+fn client(args: &[&str], env: &[(&str, &str)]) -> Ran {
+    run_drainit(args, env, secs(20.0))
 }
 
 #[test]

@@ -3,10 +3,6 @@ mod common;
 
 use common::*;
 
-fn sigrec() -> String {
-    example("sigrec").to_string_lossy().into_owned()
-}
-
 #[test]
 fn exit_codes_pass_through() {
     for (args, want) in [
@@ -15,7 +11,7 @@ fn exit_codes_pass_through() {
         (vec!["--kill-self", "15"], 143),
         (vec!["--kill-self", "9"], 137),
     ] {
-        let s = sigrec();
+        let s = sigrec_arg();
         let mut all = vec!["--health-addr", "none", "--", s.as_str()];
         all.extend(args.iter());
         let mut init = Init::new(&all).start();
@@ -71,7 +67,7 @@ fn program_that_cannot_be_executed_exits_126_with_one_line_naming_it() {
 
 #[test]
 fn remap_exit_maps_only_the_given_codes_to_0() {
-    let s = sigrec();
+    let s = sigrec_arg();
     for (remap, exit, want) in [("3", "3", 0), ("4", "3", 3)] {
         let mut init = Init::new(&[
             "--health-addr",

@@ -45,7 +45,7 @@ fn activity(pid: i32) -> Activity {
 fn assert_idle(health: Option<SocketAddr>) {
     let dir = TempDir::new("idle");
     let ready = dir.arg("ready");
-    let s = sigrec();
+    let s = sigrec_arg();
     let addr = health.map_or("none".to_string(), |a| a.to_string());
     // No drain wait on SIGTERM at the end: this test is not about draining.
     let args = [

@@ -182,7 +182,7 @@ fn version_prints_the_version() {
 fn log_of_one_forward(opts: &[&str], env: &[(&str, &str)], wait_for_line: Option<&str>) -> String {
     let dir = TempDir::new("verbosity");
     let (out, ready) = (dir.arg("out"), dir.arg("ready"));
-    let s = sigrec();
+    let s = sigrec_arg();
     let mut args = vec!["--health-addr", "none"];
     args.extend_from_slice(opts);
     args.extend_from_slice(&["--", &s, "--out", &out, "--ready", &ready]);
@@ -232,7 +232,7 @@ fn grace_from_the_environment_and_the_flag_winning() {
     ] {
         let dir = TempDir::new("grace-env");
         let (out, ready) = (dir.arg("out"), dir.arg("ready"));
-        let s = sigrec();
+        let s = sigrec_arg();
         let mut args = vec!["--health-addr", "none"];
         args.extend_from_slice(&opts);
         args.extend_from_slice(&["--", &s, "--ignore-term", "--out", &out, "--ready", &ready]);

@@ -65,7 +65,7 @@ fn parent_death_signal_is_received_and_forwarded() {
     ] {
         let dir = TempDir::new("pdeath");
         let (out, ready) = (dir.arg("out"), dir.arg("ready"));
-        let s = sigrec();
+        let s = sigrec_arg();
         let mut args = vec!["--health-addr", "none"];
         args.extend_from_slice(&opts);
         args.extend_from_slice(&["--", &s, "--out", &out, "--ready", &ready]);

@@ -13,7 +13,7 @@ fn reaped_lines(stderr: &str) -> usize {
 fn ten_thousand_orphans_are_all_reaped_as_pid_1() {
     let dir = TempDir::new("orphans");
     let ready = dir.arg("ready");
-    let s = sigrec();
+    let s = sigrec_arg();
     let mut init = Init::new(&[
         "--health-addr",
         "none",
@@ -53,7 +53,7 @@ fn subreaper_mode_reaps_orphans_without_a_namespace() {
     ] {
         let dir = TempDir::new("subreaper");
         let ready = dir.arg("ready");
-        let s = sigrec();
+        let s = sigrec_arg();
         let mut args = vec!["-w", "--health-addr", "none"];
         args.extend(flag);
         args.extend(["--", &s, "--orphans", "200", "--ready", &ready]);
@@ -85,7 +85,7 @@ fn subreaper_mode_reaps_orphans_without_a_namespace() {
 /// Not PID 1 and not a subreaper: one warning line, nothing else.
 #[test]
 fn without_subreaper_mode_warns_once() {
-    let s = sigrec();
+    let s = sigrec_arg();
     let mut init = Init::new(&["--health-addr", "none", "--", &s, "--exit", "0"])
         .no_namespace()
         .start();

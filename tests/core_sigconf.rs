@@ -58,7 +58,7 @@ fn bit(sig: i32) -> u64 {
 fn child_status(wrapper: Option<&[&str]>, dir: &TempDir) -> (String, Init) {
     let status = dir.arg("status");
     let ready = dir.arg("ready");
-    let s = sigrec();
+    let s = sigrec_arg();
     let port = format!("127.0.0.1:{}", free_port());
     let args = [
         "--health-addr",
@@ -88,7 +88,7 @@ fn child_status(wrapper: Option<&[&str]>, dir: &TempDir) -> (String, Init) {
 /// glibc's internal signals ignored, or pass stray descriptors.)
 fn without_drainit(wrapper: &[&str], dir: &TempDir) -> String {
     let status = dir.arg("reference");
-    let s = sigrec();
+    let s = sigrec_arg();
     let mut cmd = if can_unshare() {
         let mut c = Command::new("unshare");
         c.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);

@@ -20,7 +20,7 @@ struct Rec {
 fn start(opts: &[&str], env: &[(&str, &str)], sigrec_opts: &[&str]) -> Rec {
     let dir = TempDir::new("sig");
     let (out, ready) = (dir.arg("out"), dir.arg("ready"));
-    let s = sigrec();
+    let s = sigrec_arg();
     let mut args = vec!["--health-addr", "none"];
     args.extend_from_slice(opts);
     args.extend_from_slice(&["--", &s, "--out", &out, "--ready", &ready]);

@@ -43,7 +43,7 @@ impl Started {
 fn start(pid1: bool, opts: &[&str], sigrec_opts: &[&str]) -> Started {
     let dir = TempDir::new("stop");
     let (out, ready, daemon) = (dir.arg("out"), dir.arg("ready"), dir.arg("daemon"));
-    let s = sigrec();
+    let s = sigrec_arg();
     let mut args = vec!["--health-addr", "none"];
     if !pid1 {
         args.push("-s");
@@ -249,7 +249,7 @@ fn no_wait_adopted_kills_daemons_without_sigterm() {
     ] {
         let dir = TempDir::new("nowait");
         let (ready, daemon) = (dir.arg("ready"), dir.arg("daemon"));
-        let s = sigrec();
+        let s = sigrec_arg();
         let args = [
             "-s",
             "--health-addr",

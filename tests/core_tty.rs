@@ -29,7 +29,7 @@ fn child_is_the_terminals_foreground_group_and_gets_ctrl_c() {
     let (mut master, slave) = pty();
     let dir = TempDir::new("tty");
     let (status, ready, out) = (dir.arg("status"), dir.arg("ready"), dir.arg("out"));
-    let s = sigrec();
+    let s = sigrec_arg();
     let args = [
         "--health-addr",
         "none",

@@ -567,13 +567,10 @@ fn rolling_restarts_with_drain_checks_lose_no_request() {
     }
 }
 
-/// Three backends restarted one after another under load; returns what
-/// each stop looked like once zero failures are asserted.
-fn rolling_restarts(drain_opts: &[&str]) -> Vec<Stop> {
-    if !need_haproxy() {
-        return Vec::new();
-    }
-    let mut backends = start_backends(3, drain_opts);
+/// Three backends behind HAProxy, each routed to, and a second of load on
+/// them: (backends, HAProxy, when the load began, the load).
+fn three_under_load(drain_opts: &[&str]) -> (Vec<Backend>, HaProxy, Instant, Load) {
+    let backends = start_backends(3, drain_opts);
     let hap = HaProxy::start(&servers(&backends));
     for b in &backends {
         hap.wait_routing(&b.name, true, Duration::from_secs(15));
@@ -581,6 +578,16 @@ fn rolling_restarts(drain_opts: &[&str]) -> Vec<Stop> {
     let began = Instant::now();
     let load = Load::start(&hap.url());
     thread::sleep(Duration::from_secs(1));
+    (backends, hap, began, load)
+}
+
+/// Three backends restarted one after another under load; returns what
+/// each stop looked like once zero failures are asserted.
+fn rolling_restarts(drain_opts: &[&str]) -> Vec<Stop> {
+    if !need_haproxy() {
+        return Vec::new();
+    }
+    let (mut backends, hap, began, load) = three_under_load(drain_opts);
     let mut stops = Vec::new();
     for b in backends.iter_mut() {
         let t = Instant::now();
@@ -623,14 +630,7 @@ fn drain_then_stop_loses_no_request() {
     if !need_haproxy() {
         return;
     }
-    let mut backends = start_backends(3, &[]);
-    let hap = HaProxy::start(&servers(&backends));
-    for b in &backends {
-        hap.wait_routing(&b.name, true, Duration::from_secs(15));
-    }
-    let began = Instant::now();
-    let load = Load::start(&hap.url());
-    thread::sleep(Duration::from_secs(1));
+    let (mut backends, hap, began, load) = three_under_load(&[]);
     // Scale down s3: drain it, wait until HAProxy stops routing, stop it.
     let b = &mut backends[2];
     let t = Instant::now();

@@ -211,7 +211,7 @@ fn control_from_outside_needs_the_token() {
     ) {
         return;
     }
-    let ns = NetNs::create();
+    let ns = NetNs::hardening();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let health = format!("0.0.0.0:{port}");

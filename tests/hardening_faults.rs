@@ -456,20 +456,9 @@ fn proc_of_another_namespace() {
 #[test]
 fn not_pid1_and_not_a_subreaper() {
     let files = TempDir::new("plain");
-    let (out, ready) = (files.arg("signals"), files.arg("ready"));
-    let sigrec = sigrec_arg();
-    let mut init = Init::new(&[
-        "--health-addr",
-        "none",
-        "--",
-        &sigrec,
-        "--out",
-        &out,
-        "--ready",
-        &ready,
-    ])
-    .no_namespace()
-    .start();
+    let mut init = sigrec_init(&files, &["--health-addr", "none"], &[], &[])
+        .no_namespace()
+        .start();
     wait_for_file(&files.path("ready"), secs(10.0));
     let child = children_of(init.pid)[0];
     send_and_see(&init, libc::SIGUSR1, &files.path("signals"), libc::SIGUSR1);
@@ -534,26 +523,15 @@ fn stdin_is_a_terminal_that_goes_away() {
             master = None;
         }
         let files = TempDir::new("tty");
-        let (out, ready) = (files.arg("signals"), files.arg("ready"));
         let port = free_port();
         let health = format!("127.0.0.1:{port}");
         let addr: SocketAddr = health.parse().unwrap();
-        let sigrec = sigrec_arg();
-        let builder = Init::new(&[
-            "-v",
-            "--health-addr",
-            &health,
-            "--drain-delay",
-            "0",
-            "--",
-            &sigrec,
-            "--out",
-            &out,
-            "--ready",
-            &ready,
-            "--term-exit",
-            "5",
-        ])
+        let builder = sigrec_init(
+            &files,
+            &["-v", "--health-addr", &health, "--drain-delay", "0"],
+            &["--term-exit", "5"],
+            &[],
+        )
         .stdin(Stdio::from(slave));
         // setsid -c: a session of its own with stdin as its controlling
         // terminal, then exec drainit (still PID 1).

@@ -56,28 +56,25 @@ fn agent_alone_still_drains_and_says_drain_while_starting() {
     // still held; and a container that is not ready yet says "drain".
     let files = TempDir::new("agent-only");
     let flag = files.arg("app-ready");
-    let (out, ready) = (files.arg("signals"), files.arg("ready"));
     let agent: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let agent_arg = agent.to_string();
-    let sigrec = sigrec_arg();
-    let init = Init::new(&[
-        "--health-addr",
-        "none",
-        "--agent-addr",
-        &agent_arg,
-        "--ready-file",
-        &flag,
-        "--check-interval",
-        "0.1",
-        "--drain-delay",
-        "30",
-        "--",
-        &sigrec,
-        "--out",
-        &out,
-        "--ready",
-        &ready,
-    ])
+    let init = sigrec_init(
+        &files,
+        &[
+            "--health-addr",
+            "none",
+            "--agent-addr",
+            &agent_arg,
+            "--ready-file",
+            &flag,
+            "--check-interval",
+            "0.1",
+            "--drain-delay",
+            "30",
+        ],
+        &[],
+        &[],
+    )
     .start();
     wait_for_file(&files.path("ready"), secs(10.0));
     wait_for(secs(10.0), "the agent port", || {

@@ -7,200 +7,26 @@
 //! namespace and sees the client's 10.213.x.y address.
 mod common;
 
-use std::fs::File;
-use std::io::Read;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use common::*;
 
 const TOKEN: &str = "s3cret-Token-42";
 
-/// Whether this machine lets the test build network namespaces.
-fn can_netns() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let ip = Command::new("ip")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    root && ip
+/// Whether a non-loopback client can be had here (skips the test outside
+/// CI when it cannot).
+fn netns_possible() -> bool {
+    require(
+        "ip and root",
+        can_netns(),
+        "network namespaces for a non-loopback client",
+    )
 }
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace linked to the root namespace by a veth pair;
-/// dropping it removes both (also when the test panics).
-struct NetNs {
-    name: String,
-    host_if: String,
-    /// drainit's address as the namespace sees it (root side of the veth).
-    host_ip: String,
-    /// The client's address inside the namespace.
-    ns_ip: String,
-}
-
-impl NetNs {
-    fn create() -> NetNs {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let taken = String::from_utf8_lossy(
-            &Command::new("ip")
-                .args(["-4", "-o", "addr", "show"])
-                .output()
-                .expect("ip addr show")
-                .stdout,
-        )
-        .into_owned();
-        // A /30 of 10.213.0.0/16 that depends on pid and counter, skipping
-        // any block already in use here.
-        let (host_ip, ns_ip) = (0..16384u32)
-            .map(|k| ((pid.wrapping_mul(8) + n * 2 + k * 97) % 16384) * 4)
-            .map(|base| {
-                let at = |o: u32| format!("10.213.{}.{}", (base + o) >> 8, (base + o) & 255);
-                (at(1), at(2))
-            })
-            .find(|(h, c)| !taken.contains(&format!("{h}/")) && !taken.contains(&format!("{c}/")))
-            .expect("a free /30 in 10.213.0.0/16");
-        let ns = NetNs {
-            name: format!("drainit-test-{pid}-{n}"),
-            host_if: format!("dt{pid}x{n}h"),
-            host_ip,
-            ns_ip,
-        };
-        let ns_if = format!("dt{pid}x{n}n");
-        assert!(ns.host_if.len() <= 15 && ns_if.len() <= 15);
-        // The guard exists before anything is created, so a failure half
-        // way still cleans up.
-        ip(&["netns", "add", &ns.name]);
-        ip(&[
-            "link",
-            "add",
-            &ns.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &ns_if,
-        ]);
-        ip(&["link", "set", &ns_if, "netns", &ns.name]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}/30", ns.host_ip),
-            "dev",
-            &ns.host_if,
-        ]);
-        ip(&["link", "set", &ns.host_if, "up"]);
-        ip(&[
-            "-n",
-            &ns.name,
-            "addr",
-            "add",
-            &format!("{}/30", ns.ns_ip),
-            "dev",
-            &ns_if,
-        ]);
-        ip(&["-n", &ns.name, "link", "set", &ns_if, "up"]);
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Runs `f` on a thread that has joined the namespace (a network
-    /// namespace belongs to a thread, so the rest of the test is untouched).
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = File::open(format!("/run/netns/{}", self.name)).expect("open the netns");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns on a valid namespace fd; it changes only
-                // this thread's network namespace, and the thread ends
-                // with the scope.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-
-    /// One request from inside the namespace to drainit's port.
-    fn request(&self, method: &str, port: u16, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let addr: SocketAddr = format!("{}:{port}", self.host_ip).parse().unwrap();
-        self.run(|| request(method, addr, path, headers))
-    }
-
-    /// `drainit ARGS` run inside the namespace: (exit code, stdout, stderr).
-    fn drainit(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, DRAINIT])
-            .args(args)
-            .env_remove("DRAINIT_HEALTH_ADDR")
-            .env_remove("DRAINIT_CONTROL_TOKEN")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ip netns exec drainit");
-        let deadline = Instant::now() + secs(20.0);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("drainit {args:?} in the netns did not finish in 20 s");
-            }
-            std::thread::sleep(secs(0.01));
-        };
-        let (mut out, mut err) = (String::new(), String::new());
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (status.code().unwrap_or(-1), out, err)
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        // Deleting the namespace destroys its end of the veth and with it
-        // the pair; the explicit delete covers a half-built setup.
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stderr(Stdio::null())
-            .status();
-    }
+/// This file's namespace: `drainit-test-PID-N` in 10.213.0.0/16 (the
+/// hardening tests use 10.214.0.0/16).
+fn netns() -> NetNs {
+    NetNs::create("drainit-test", "dt", 213)
 }
 
 /// drainit as PID 1 listening on all interfaces, supervising sigrec.
@@ -225,14 +51,10 @@ type Attempt<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
 
 #[test]
 fn remote_control_is_refused_without_a_token() {
-    if !require(
-        "ip and root",
-        can_netns(),
-        "network namespaces for a non-loopback client",
-    ) {
+    if !netns_possible() {
         return;
     }
-    let ns = NetNs::create();
+    let ns = netns();
     let (sup, port) = start(&["--drain-delay", "30"], &[]);
 
     // Reads are open to everyone (the proxy and the kubelet are remote).
@@ -296,14 +118,10 @@ fn remote_control_is_refused_without_a_token() {
 
 #[test]
 fn remote_control_with_the_token() {
-    if !require(
-        "ip and root",
-        can_netns(),
-        "network namespaces for a non-loopback client",
-    ) {
+    if !netns_possible() {
         return;
     }
-    let ns = NetNs::create();
+    let ns = netns();
     let (sup, port) = start(&["--drain-delay", "30", "--control-token", TOKEN], &[]);
 
     // Wrong credentials: same length but one byte off (first, last),
@@ -376,14 +194,10 @@ fn remote_control_with_the_token() {
 
 #[test]
 fn control_token_from_the_environment() {
-    if !require(
-        "ip and root",
-        can_netns(),
-        "network namespaces for a non-loopback client",
-    ) {
+    if !netns_possible() {
         return;
     }
-    let ns = NetNs::create();
+    let ns = netns();
     let (sup, port) = start(
         &["--drain-delay", "30"],
         &[("DRAINIT_CONTROL_TOKEN", TOKEN)],
@@ -398,11 +212,7 @@ fn control_token_from_the_environment() {
 
 #[test]
 fn dual_stack_listener_tells_mapped_loopback_from_remote() {
-    if !require(
-        "ip and root",
-        can_netns(),
-        "network namespaces for a non-loopback client",
-    ) {
+    if !netns_possible() {
         return;
     }
     let v6 = std::net::TcpListener::bind("[::1]:0").is_ok()
@@ -411,7 +221,7 @@ fn dual_stack_listener_tells_mapped_loopback_from_remote() {
         eprintln!("SKIPPED: no dual-stack IPv6 here");
         return;
     }
-    let ns = NetNs::create();
+    let ns = netns();
     let port = free_port();
     let sup = start_sigrec_bound(
         format!("[::]:{port}").parse().unwrap(),

@@ -9,22 +9,7 @@ use common::*;
 
 /// drainit with `opts`, supervising sigrec (which would write `ready`).
 fn start(opts: &[&str], files: &TempDir, env: &[(&str, &str)]) -> Init {
-    let (out, ready) = (files.arg("signals"), files.arg("ready"));
-    let sigrec = sigrec_arg();
-    let mut args = opts.to_vec();
-    args.extend([
-        "--",
-        sigrec.as_str(),
-        "--out",
-        out.as_str(),
-        "--ready",
-        ready.as_str(),
-    ]);
-    let mut b = Init::new(&args);
-    for (k, v) in env {
-        b = b.env(k, v);
-    }
-    b.start()
+    sigrec_init(files, opts, &[], env).start()
 }
 
 #[test]

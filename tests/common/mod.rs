@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -122,6 +123,15 @@ impl Builder {
     }
 
     pub fn start(self) -> Init {
+        self.start_through(&[])
+    }
+
+    /// Like [`Builder::start`], but drainit is exec'd by `wrapper` (a
+    /// command to which drainit and its arguments are appended, and which
+    /// must end by exec'ing them), so drainit stays PID 1 and inherits
+    /// whatever the wrapper set up: signal mask, ignored signals, fds, a
+    /// controlling terminal.
+    pub fn start_through(self, wrapper: &[&str]) -> Init {
         let dir = TempDir::new("init");
         let as_pid1 = self.namespace && can_unshare();
         if self.namespace && !as_pid1 {
@@ -129,15 +139,20 @@ impl Builder {
                 "NOTE: cannot create a PID namespace here; running drainit as a subreaper instead"
             );
         }
+        // WRAPPER... drainit [-s] ARGS, run by unshare when drainit is PID 1.
+        let mut argv: Vec<&str> = wrapper.to_vec();
+        argv.push(DRAINIT);
+        if self.namespace && !as_pid1 {
+            argv.push("-s");
+        }
         let mut cmd = if as_pid1 {
             let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--mount-proc", "--kill-child", DRAINIT]);
+            c.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+            c.args(&argv);
             c
         } else {
-            let mut c = Command::new(DRAINIT);
-            if self.namespace {
-                c.arg("-s");
-            }
+            let mut c = Command::new(argv[0]);
+            c.args(&argv[1..]);
             c
         };
         cmd.args(&self.args)
@@ -147,7 +162,14 @@ impl Builder {
             .stdin(self.stdin.unwrap_or(Stdio::null()))
             .stdout(fs::File::create(dir.path("stdout")).unwrap())
             .stderr(fs::File::create(dir.path("stderr")).unwrap());
-        let mut outer = cmd.spawn().expect("cannot start drainit");
+        let mut outer = cmd.spawn().unwrap_or_else(|e| {
+            let what = if wrapper.is_empty() {
+                "drainit"
+            } else {
+                "the wrapper"
+            };
+            panic!("cannot start {what}: {e:?}")
+        });
         let pid = if as_pid1 {
             find_child(&mut outer)
         } else {
@@ -275,23 +297,12 @@ impl Drop for Init {
 /// (pid, state) of every descendant of `root`, from /proc.
 pub fn descendants_of(root: i32) -> Vec<(i32, char)> {
     let mut all = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+    for pid in proc_pids() {
+        let Some(fields) = stat_fields(pid) else {
             continue;
         };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut fields = stat[close + 1..].split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let state = fields.first().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: i32 = fields.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         all.push((pid, ppid, state));
     }
     let mut found = Vec::new();
@@ -340,33 +351,14 @@ pub fn http(method: &str, addr: SocketAddr, path: &str, headers: &[(&str, &str)]
         .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }
 
+/// [`try_request`], keeping only the status and the body.
 pub fn try_http(
     method: &str,
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<(u16, String), String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
-    let code = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status line in {raw:?}"))?;
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((code, body))
+    try_request(method, addr, path, headers).map(|r| (r.code, r.body))
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -560,32 +552,31 @@ pub fn start_sigrec_bound(
     sigrec_opts: &[&str],
     env: &[(&str, &str)],
 ) -> Sup {
+    start_sigrec_with(bind, opts, sigrec_opts, env, &[], Duration::from_secs(10))
+}
+
+/// As [`start_sigrec_bound`], with drainit exec'd by `wrapper` (see
+/// [`Builder::start_through`]; `&[]` for none) and `ready_within` for
+/// sigrec to install its handlers.
+pub fn start_sigrec_with(
+    bind: SocketAddr,
+    opts: &[&str],
+    sigrec_opts: &[&str],
+    env: &[(&str, &str)],
+    wrapper: &[&str],
+    ready_within: Duration,
+) -> Sup {
     let files = TempDir::new("sigrec");
     let mut addr = bind;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let (out, ready) = (files.arg("signals"), files.arg("ready"));
-    let sigrec = sigrec_arg();
     let addr_arg = bind.to_string();
     let mut args = vec!["--health-addr", addr_arg.as_str()];
     args.extend_from_slice(opts);
-    args.extend([
-        "--",
-        sigrec.as_str(),
-        "--out",
-        out.as_str(),
-        "--ready",
-        ready.as_str(),
-    ]);
-    args.extend_from_slice(sigrec_opts);
-    let mut builder = Init::new(&args);
-    for (k, v) in env {
-        builder = builder.env(k, v);
-    }
-    let mut init = builder.start();
+    let mut init = sigrec_init(&files, &args, sigrec_opts, env).start_through(wrapper);
     let ready_path = files.path("ready");
-    wait_for(Duration::from_secs(10), "sigrec to be ready", || {
+    wait_for(ready_within, "sigrec to be ready", || {
         ready_path.exists() || !init.alive()
     });
     assert!(
@@ -600,6 +591,33 @@ pub fn start_sigrec_bound(
         out: files.path("signals"),
         files,
     }
+}
+
+/// `drainit OPTS -- sigrec --out FILES/signals --ready FILES/ready
+/// SIGREC_OPTS` with `env` set, not started yet.
+pub fn sigrec_init(
+    files: &TempDir,
+    opts: &[&str],
+    sigrec_opts: &[&str],
+    env: &[(&str, &str)],
+) -> Builder {
+    let (out, ready) = (files.arg("signals"), files.arg("ready"));
+    let sigrec = sigrec_arg();
+    let mut args = opts.to_vec();
+    args.extend([
+        "--",
+        sigrec.as_str(),
+        "--out",
+        out.as_str(),
+        "--ready",
+        ready.as_str(),
+    ]);
+    args.extend_from_slice(sigrec_opts);
+    let mut builder = Init::new(&args);
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    builder
 }
 
 /// A small JSON value, enough to check drainit's documents strictly.
@@ -828,61 +846,6 @@ pub fn host_pid(init: &Init, ns_pid: i32) -> Option<i32> {
 
 // ---- Helpers for the core tests (core_*.rs) ----
 
-impl Builder {
-    /// Like [`Builder::start`], but drainit is exec'd by `wrapper` (a
-    /// command to which drainit and its arguments are appended, and which
-    /// must end by exec'ing them), so drainit stays PID 1 and inherits
-    /// whatever the wrapper set up: signal mask, ignored signals, fds, a
-    /// controlling terminal.
-    pub fn start_through(self, wrapper: &[&str]) -> Init {
-        let dir = TempDir::new("init");
-        let as_pid1 = self.namespace && can_unshare();
-        if self.namespace && !as_pid1 {
-            eprintln!(
-                "NOTE: cannot create a PID namespace here; running drainit as a subreaper instead"
-            );
-        }
-        let mut cmd = if as_pid1 {
-            let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
-            c.args(wrapper);
-            c
-        } else {
-            let mut c = Command::new(wrapper[0]);
-            c.args(&wrapper[1..]);
-            c
-        };
-        cmd.arg(DRAINIT);
-        if self.namespace && !as_pid1 {
-            cmd.arg("-s");
-        }
-        cmd.args(&self.args)
-            .env_remove("DRAINIT_LOG")
-            .env_remove("RUST_LOG")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(self.stdin.unwrap_or(Stdio::null()))
-            .stdout(fs::File::create(dir.path("stdout")).unwrap())
-            .stderr(fs::File::create(dir.path("stderr")).unwrap());
-        let mut outer = cmd.spawn().expect("cannot start the wrapper");
-        let pid = if as_pid1 {
-            find_child(&mut outer)
-        } else {
-            outer.id() as i32
-        };
-        Init {
-            outer,
-            pid,
-            dir,
-            as_pid1,
-        }
-    }
-}
-
-/// The sigrec helper's path, as an argument.
-pub fn sigrec() -> String {
-    example("sigrec").to_string_lossy().into_owned()
-}
-
 /// The fields of /proc/PID/stat after `comm`: [0] is the state, [1] the
 /// ppid, [2] the pgid, [11]/[12] utime/stime. `None` once PID is gone.
 pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
@@ -903,20 +866,17 @@ pub fn running(pid: i32) -> bool {
 
 /// Direct children of `pid` (any state), from /proc.
 pub fn children_of(pid: i32) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if stat_fields(p).is_some_and(|f| f[1] == pid.to_string()) {
-            found.push(p);
-        }
-    }
-    found
+    proc_pids()
+        .filter(|&p| stat_fields(p).is_some_and(|f| f[1] == pid.to_string()))
+        .collect()
+}
+
+/// The pids /proc lists now.
+fn proc_pids() -> impl Iterator<Item = i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
 }
 
 /// `Name:` line of a /proc status-like text (e.g. sigrec --status), trimmed.
@@ -1215,5 +1175,172 @@ pub fn with_hosts(hosts: &Path) -> Option<Vec<String>> {
             );
             None
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A client that is not on loopback: a network namespace of our own, joined
+// to the root namespace by a veth pair with a private /30. Another 127.x
+// source address would still be loopback.
+
+/// Whether this machine lets the test build network namespaces.
+pub fn can_netns() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Command::new("ip")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "ip {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace `NAME-PID-N` linked to the root namespace by a veth
+/// pair (`IFPID xNh` / `IFPID xNn`); dropping it removes both (also when
+/// the test panics).
+pub struct NetNs {
+    pub name: String,
+    host_if: String,
+    /// drainit's address as the namespace sees it (root side of the veth).
+    pub host_ip: String,
+    /// The client's (non-loopback) address inside the namespace.
+    pub ns_ip: String,
+}
+
+impl NetNs {
+    /// A namespace named `name`-PID-N with interfaces `ifs`PID`x`N`h|n`
+    /// (at most 15 characters) and a /30 of 10.`block`.0.0/16: test files
+    /// that run in parallel use their own names and blocks.
+    pub fn create(name: &str, ifs: &str, block: u8) -> NetNs {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed) as u32;
+        let pid = std::process::id();
+        let taken = String::from_utf8_lossy(
+            &Command::new("ip")
+                .args(["-4", "-o", "addr", "show"])
+                .output()
+                .expect("ip addr show")
+                .stdout,
+        )
+        .into_owned();
+        // A /30 of the block that depends on pid and counter, skipping any
+        // block already in use here.
+        let (host_ip, ns_ip) = (0..16384u32)
+            .map(|k| ((pid.wrapping_mul(8) + n * 2 + k * 97) % 16384) * 4)
+            .map(|base| {
+                let at = |o: u32| format!("10.{block}.{}.{}", (base + o) >> 8, (base + o) & 255);
+                (at(1), at(2))
+            })
+            .find(|(h, c)| !taken.contains(&format!("{h}/")) && !taken.contains(&format!("{c}/")))
+            .unwrap_or_else(|| panic!("a free /30 in 10.{block}.0.0/16"));
+        let ns = NetNs {
+            name: format!("{name}-{pid}-{n}"),
+            host_if: format!("{ifs}{pid}x{n}h"),
+            host_ip,
+            ns_ip,
+        };
+        let ns_if = format!("{ifs}{pid}x{n}n");
+        assert!(ns.host_if.len() <= 15 && ns_if.len() <= 15);
+        // The guard exists before anything is created, so a failure half
+        // way still cleans up.
+        ip(&["netns", "add", &ns.name]);
+        ip(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_if,
+        ]);
+        ip(&["link", "set", &ns_if, "netns", &ns.name]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", ns.host_ip),
+            "dev",
+            &ns.host_if,
+        ]);
+        ip(&["link", "set", &ns.host_if, "up"]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &format!("{}/30", ns.ns_ip),
+            "dev",
+            &ns_if,
+        ]);
+        ip(&["-n", &ns.name, "link", "set", &ns_if, "up"]);
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `f` on a thread that has joined the namespace (a network
+    /// namespace belongs to a thread, so the rest of the test is
+    /// untouched): sockets it creates belong to the namespace for good,
+    /// whichever thread uses them later.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let file = fs::File::open(format!("/run/netns/{}", self.name)).expect("open the netns");
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on a valid namespace fd; it changes only
+                // this thread's network namespace, and the thread ends
+                // with the scope.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// drainit's port as reached from inside the namespace.
+    pub fn target(&self, port: u16) -> SocketAddr {
+        format!("{}:{port}", self.host_ip).parse().unwrap()
+    }
+
+    /// One request from inside the namespace to drainit's port.
+    pub fn request(&self, method: &str, port: u16, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let addr = self.target(port);
+        self.run(|| request(method, addr, path, headers))
+    }
+
+    /// `drainit ARGS` run inside the namespace (as [`run_drainit`] runs it,
+    /// with 20 s to finish): (exit code, stdout, stderr).
+    pub fn drainit(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        let mut argv = vec!["ip", "netns", "exec", &self.name, DRAINIT];
+        argv.extend_from_slice(args);
+        let ran = run_argv(&argv, env, secs(20.0));
+        (ran.code, ran.stdout, ran.stderr)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace destroys its end of the veth and with it
+        // the pair; the explicit delete covers a half-built setup.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
     }
 }

@@ -4,12 +4,9 @@
 //! that are not on loopback. Built on tests/common.
 #![allow(dead_code)]
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -143,39 +140,15 @@ pub fn rss_kib(pid: i32) -> u64 {
 /// Like `start_sigrec`, with drainit exec'd by `wrapper` (see
 /// `Builder::start_through`) so it inherits what the wrapper sets up.
 pub fn start_sigrec_through(wrapper: &[&str], opts: &[&str], sigrec_opts: &[&str]) -> Sup {
-    let files = TempDir::new("sigrec");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (out, ready) = (files.arg("signals"), files.arg("ready"));
-    let sigrec = sigrec_arg();
-    let addr_arg = addr.to_string();
-    let mut args = vec!["--health-addr", addr_arg.as_str()];
-    args.extend_from_slice(opts);
-    args.extend([
-        "--",
-        sigrec.as_str(),
-        "--out",
-        out.as_str(),
-        "--ready",
-        ready.as_str(),
-    ]);
-    args.extend_from_slice(sigrec_opts);
-    let mut init = Init::new(&args).start_through(wrapper);
-    let ready_path = files.path("ready");
-    wait_for(Duration::from_secs(20), "sigrec to be ready", || {
-        ready_path.exists() || !init.alive()
-    });
-    assert!(
-        init.alive(),
-        "drainit exited early; log:\n{}",
-        init.stderr()
-    );
-    wait_for_health(addr);
-    Sup {
-        init,
-        addr,
-        out: files.path("signals"),
-        files,
-    }
+    let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    start_sigrec_with(
+        bind,
+        opts,
+        sigrec_opts,
+        &[],
+        wrapper,
+        Duration::from_secs(20),
+    )
 }
 
 /// The main child's host pid, from drainit's /status.
@@ -223,146 +196,19 @@ pub fn assert_untouched(sup: &mut Sup, after: &str) {
 }
 
 // ---------------------------------------------------------------------------
-// A client that is not on loopback: a network namespace of our own, joined
-// to the root namespace by a veth pair (the approach of health_remote.rs,
-// with its own name prefix and its own 10.214.0.0/16 block).
-
-/// Whether this machine lets the test build network namespaces.
-pub fn can_netns() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    root && Command::new("ip")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace `drainit-hard-PID-N` with a veth pair; removed
-/// (with the pair) when dropped, also when the test panics.
-pub struct NetNs {
-    pub name: String,
-    host_if: String,
-    /// drainit's address as the namespace sees it.
-    pub host_ip: String,
-    /// The client's (non-loopback) address.
-    pub ns_ip: String,
-}
+// A client that is not on loopback: a network namespace (see
+// `common::NetNs`) with its own name prefix and its own 10.214.0.0/16
+// block, apart from health_remote.rs's.
 
 impl NetNs {
-    pub fn create() -> NetNs {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let taken = String::from_utf8_lossy(
-            &Command::new("ip")
-                .args(["-4", "-o", "addr", "show"])
-                .output()
-                .expect("ip addr show")
-                .stdout,
-        )
-        .into_owned();
-        let (host_ip, ns_ip) = (0..16384u32)
-            .map(|k| ((pid.wrapping_mul(8) + n * 2 + k * 97) % 16384) * 4)
-            .map(|base| {
-                let at = |o: u32| format!("10.214.{}.{}", (base + o) >> 8, (base + o) & 255);
-                (at(1), at(2))
-            })
-            .find(|(h, c)| !taken.contains(&format!("{h}/")) && !taken.contains(&format!("{c}/")))
-            .expect("a free /30 in 10.214.0.0/16");
-        let ns = NetNs {
-            name: format!("drainit-hard-{pid}-{n}"),
-            host_if: format!("dh{pid}x{n}h"),
-            host_ip,
-            ns_ip,
-        };
-        let ns_if = format!("dh{pid}x{n}n");
-        assert!(ns.host_if.len() <= 15 && ns_if.len() <= 15);
-        ip(&["netns", "add", &ns.name]);
-        ip(&[
-            "link",
-            "add",
-            &ns.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &ns_if,
-        ]);
-        ip(&["link", "set", &ns_if, "netns", &ns.name]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}/30", ns.host_ip),
-            "dev",
-            &ns.host_if,
-        ]);
-        ip(&["link", "set", &ns.host_if, "up"]);
-        ip(&[
-            "-n",
-            &ns.name,
-            "addr",
-            "add",
-            &format!("{}/30", ns.ns_ip),
-            "dev",
-            &ns_if,
-        ]);
-        ip(&["-n", &ns.name, "link", "set", &ns_if, "up"]);
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Runs `f` on a thread that joined the namespace: sockets it creates
-    /// belong to the namespace for good, whichever thread uses them later.
-    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = File::open(format!("/run/netns/{}", self.name)).expect("open the netns");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns on a valid namespace fd changes only this
-                // thread's network namespace; the thread ends with the scope.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-
-    /// drainit's port as reached from inside the namespace.
-    pub fn target(&self, port: u16) -> SocketAddr {
-        format!("{}:{port}", self.host_ip).parse().unwrap()
+    /// A namespace `drainit-hard-PID-N` with a veth pair in 10.214.0.0/16.
+    pub fn hardening() -> NetNs {
+        NetNs::create("drainit-hard", "dh", 214)
     }
 
     /// Raw bytes sent from inside the namespace (see [`exchange`]).
     pub fn exchange(&self, port: u16, payload: &[u8]) -> Exchange {
         let addr = self.target(port);
         self.run(|| exchange(addr, payload, true, Duration::from_secs(5)))
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stderr(Stdio::null())
-            .status();
     }
 }
