@@ -163,8 +163,7 @@ fn become_reaper(config: &Config) -> Result<(), String> {
             ));
         }
     }
-    // SAFETY: getpid has no preconditions.
-    if unsafe { libc::getpid() } == 1 {
+    if std::process::id() == 1 {
         return Ok(());
     }
     if !config.subreaper {

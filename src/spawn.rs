@@ -3,7 +3,7 @@
 //! process group, and the terminal's foreground when there is a terminal.
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::mem::MaybeUninit;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -80,7 +80,7 @@ pub struct SpawnError {
 pub fn spawn(program: &[OsString], inherited: &Inherited) -> Result<libc::pid_t, SpawnError> {
     let mut command = Command::new(&program[0]);
     command.args(&program[1..]);
-    configure(&mut command, inherited, is_tty(libc::STDIN_FILENO));
+    configure(&mut command, inherited, io::stdin().is_terminal());
     match command.spawn() {
         Ok(child) => Ok(child.id() as libc::pid_t),
         Err(e) => Err(SpawnError {
@@ -135,9 +135,4 @@ fn restore_mask(mask: &libc::sigset_t) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
-}
-
-pub fn is_tty(fd: c_int) -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(fd) == 1 }
 }

@@ -54,8 +54,7 @@ impl Supervisor {
             config,
             shared,
             sigfd,
-            // SAFETY: getpid has no preconditions.
-            me: unsafe { libc::getpid() },
+            me: std::process::id() as pid_t,
             child,
             exit: None,
             stop_signalled: Vec::new(),
