@@ -10,9 +10,9 @@ use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use log::{error, warn};
 
@@ -229,12 +229,7 @@ fn healthz(shared: &Shared) -> Reply {
 
 fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthSettings) -> Reply {
     if !control_allowed(req, settings) {
-        warn!(
-            "refused {} {} from {}: control needs loopback or a valid bearer token",
-            req.method,
-            req.url,
-            req.peer.map_or("unknown".into(), |p| p.to_string())
-        );
+        log_refusal(req);
         return Reply::json(403, "{\"error\":\"forbidden\"}\n".into());
     }
     let result = shared.machine().manual(drain, Instant::now());
@@ -249,6 +244,38 @@ fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthS
             format!("{{\"error\":\"{}\",\"state\":\"{state}\"}}\n", refused.0),
         ),
     }
+}
+
+/// Logs a refused control request, at most one line a second with a
+/// count of the ones not logged: every refusal is an outsider's request,
+/// and an outsider must not decide how long drainit's log grows.
+fn log_refusal(req: &Request) {
+    static LAST: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+    let now = Instant::now();
+    let skipped = {
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, skipped)) = last
+            .as_mut()
+            .filter(|(at, _)| now.duration_since(*at) < Duration::from_secs(1))
+        {
+            *skipped += 1;
+            return;
+        }
+        let skipped = last.map_or(0, |(_, n)| n);
+        *last = Some((now, 0));
+        skipped
+    };
+    let more = if skipped > 0 {
+        format!(" ({skipped} more refused since the last line)")
+    } else {
+        String::new()
+    };
+    warn!(
+        "refused {} {} from {}: control needs loopback or a valid bearer token{more}",
+        req.method,
+        req.url,
+        req.peer.map_or("unknown".into(), |p| p.to_string())
+    );
 }
 
 /// Loopback peers are inside the container (or pod); anyone else needs the

@@ -309,3 +309,51 @@ fn path_tricks_and_methods_are_not_control_paths_even_on_loopback() {
     assert_eq!(r.code, 200, "{r:?}");
     assert_eq!(state_of(sup.addr), "draining");
 }
+
+/// An outsider must not decide how long drainit's log grows: refusals are
+/// logged at most once a second, and the next line says how many were not.
+#[test]
+fn refusals_are_logged_at_most_once_a_second() {
+    if !require(
+        "network namespaces (root and iproute2)",
+        can_netns(),
+        "a non-loopback client needs its own network namespace",
+    ) {
+        return;
+    }
+    let ns = NetNs::hardening();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let health = format!("0.0.0.0:{port}");
+    let mut init = Init::new(&["--health-addr", &health, "--", "sleep", "60"]).start();
+    wait_for_health(addr);
+    let refused_lines = |init: &Init| -> Vec<String> {
+        init.stderr()
+            .lines()
+            .filter(|l| l.contains("refused GET /sethealth/ko"))
+            .map(str::to_string)
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    for _ in 0..40 {
+        let got = ns.exchange(port, &raw("GET", "/sethealth/ko", &[]));
+        assert_eq!(got.codes(), [403], "{}", got.text());
+    }
+    let burst = started.elapsed().as_secs_f64();
+    let lines = refused_lines(&init);
+    assert!(
+        !lines.is_empty() && lines.len() as f64 <= burst + 1.0,
+        "40 refusals in {burst:.2}s gave {} log lines, the first: {:?}",
+        lines.len(),
+        lines.first()
+    );
+    std::thread::sleep(secs(1.1));
+    let got = ns.exchange(port, &raw("GET", "/sethealth/ko", &[]));
+    assert_eq!(got.codes(), [403], "{}", got.text());
+    wait_for(secs(5.0), "the next refusal line", || {
+        refused_lines(&init).len() > lines.len()
+    });
+    let last = refused_lines(&init).pop().unwrap();
+    assert!(last.contains("more refused since the last line"), "{last}");
+    assert!(init.alive());
+}
