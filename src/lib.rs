@@ -3,8 +3,10 @@
 //!
 //! The file list is the architecture: `cli` (options), `spawn` (starting
 //! the child), `supervisor` (the signal loop), `reap` (zombies and
-//! descendants), `drain` (the state machine), `health` (the HTTP endpoint),
-//! `checks` (readiness of the app), `client` and `http` (subcommands).
+//! descendants), `drain` (the state machine), `health` (the endpoint's
+//! routes), `server` (the bounded HTTP server under it), `shared` (what the
+//! threads share), `checks` (readiness of the app), `client` and `http`
+//! (the subcommands).
 
 pub mod checks;
 pub mod cli;
