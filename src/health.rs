@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use log::{error, warn};
 
+use crate::checks::CheckReport;
 use crate::drain::State;
 use crate::server::{self, Limits};
 use crate::shared::Shared;
@@ -115,11 +116,10 @@ pub fn start(
                 });
                 match outcome {
                     Ok(Err(_)) => error!("the health server panicked; starting it over"),
-                    Ok(Ok(Err(e))) | Err(e) => {
+                    Ok(Ok(e)) | Err(e) => {
                         error!("the health server stopped: {e}; supervision goes on without it");
                         return;
                     }
-                    Ok(Ok(Ok(()))) => return,
                 }
             }
         })?;
@@ -217,14 +217,17 @@ fn healthz(shared: &Shared) -> Reply {
     } else {
         (503, "unhealthy")
     };
-    let checks: Vec<String> = reports.iter().map(|r| r.to_json()).collect();
+    let checks = checks_json(&reports);
     Reply::json(
         code,
-        format!(
-            "{{\"status\":\"{status}\",\"checks\":[{}]}}\n",
-            checks.join(",")
-        ),
+        format!("{{\"status\":\"{status}\",\"checks\":{checks}}}\n"),
     )
+}
+
+/// Each check's last result, as a JSON array.
+fn checks_json(reports: &[CheckReport]) -> String {
+    let items: Vec<String> = reports.iter().map(CheckReport::to_json).collect();
+    format!("[{}]", items.join(","))
 }
 
 fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthSettings) -> Reply {
@@ -232,8 +235,11 @@ fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthS
         log_refusal(req);
         return Reply::json(403, "{\"error\":\"forbidden\"}\n".into());
     }
-    let result = shared.machine().manual(drain, Instant::now());
-    let state = shared.machine().state().name();
+    let (result, state) = {
+        let mut machine = shared.machine();
+        let result = machine.manual(drain, Instant::now());
+        (result, machine.state().name())
+    };
     match result {
         Ok(()) => Reply::json(
             200,
@@ -349,16 +355,29 @@ fn status_json(shared: &Shared) -> String {
         _ => {}
     }
     drop(machine);
-    let checks: Vec<String> = shared.check_reports().iter().map(|r| r.to_json()).collect();
-    let _ = writeln!(out, ",\"checks\":[{}]}}", checks.join(","));
+    let _ = writeln!(
+        out,
+        ",\"checks\":{}}}",
+        checks_json(&shared.check_reports())
+    );
     out
+}
+
+/// The `# HELP` and `# TYPE` lines that open a metric family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 fn metrics(shared: &Shared) -> Reply {
     let mut out = String::new();
     let machine = shared.machine();
     let current = machine.state().name();
-    out.push_str("# HELP drainit_state Current drain state (1 for the current one).\n# TYPE drainit_state gauge\n");
+    family(
+        &mut out,
+        "drainit_state",
+        "gauge",
+        "Current drain state (1 for the current one).",
+    );
     for name in State::NAMES {
         let _ = writeln!(
             out,
@@ -366,17 +385,39 @@ fn metrics(shared: &Shared) -> Reply {
             u8::from(name == current)
         );
     }
-    let up = u8::from(machine.child_alive());
-    let _ = writeln!(out, "# HELP drainit_child_up Whether the child is running.\n# TYPE drainit_child_up gauge\ndrainit_child_up {up}");
-    let _ = writeln!(out, "# HELP drainit_drains_total Drains started.\n# TYPE drainit_drains_total counter\ndrainit_drains_total {}", machine.drains());
+    family(
+        &mut out,
+        "drainit_child_up",
+        "gauge",
+        "Whether the child is running.",
+    );
+    let _ = writeln!(out, "drainit_child_up {}", u8::from(machine.child_alive()));
+    family(
+        &mut out,
+        "drainit_drains_total",
+        "counter",
+        "Drains started.",
+    );
+    let _ = writeln!(out, "drainit_drains_total {}", machine.drains());
     let waited = machine
         .state()
         .drain()
         .and_then(|d| d.waited)
         .map_or(0.0, |w| w.as_secs_f64());
     drop(machine);
-    let _ = writeln!(out, "# HELP drainit_drain_duration_seconds How long the last drain held the stop signal.\n# TYPE drainit_drain_duration_seconds gauge\ndrainit_drain_duration_seconds {waited:.3}");
-    out.push_str("# HELP drainit_signals_forwarded_total Signals forwarded to the child.\n# TYPE drainit_signals_forwarded_total counter\n");
+    family(
+        &mut out,
+        "drainit_drain_duration_seconds",
+        "gauge",
+        "How long the last drain held the stop signal.",
+    );
+    let _ = writeln!(out, "drainit_drain_duration_seconds {waited:.3}");
+    family(
+        &mut out,
+        "drainit_signals_forwarded_total",
+        "counter",
+        "Signals forwarded to the child.",
+    );
     for (sig, n) in shared.metrics.forwarded() {
         let _ = writeln!(
             out,
@@ -388,8 +429,19 @@ fn metrics(shared: &Shared) -> Reply {
         .metrics
         .reaped
         .load(std::sync::atomic::Ordering::Relaxed);
-    let _ = writeln!(out, "# HELP drainit_zombies_reaped_total Orphans and other children reaped.\n# TYPE drainit_zombies_reaped_total counter\ndrainit_zombies_reaped_total {reaped}");
-    out.push_str("# HELP drainit_health_responses_total Health answers by path and status.\n# TYPE drainit_health_responses_total counter\n");
+    family(
+        &mut out,
+        "drainit_zombies_reaped_total",
+        "counter",
+        "Orphans and other children reaped.",
+    );
+    let _ = writeln!(out, "drainit_zombies_reaped_total {reaped}");
+    family(
+        &mut out,
+        "drainit_health_responses_total",
+        "counter",
+        "Health answers by path and status.",
+    );
     for (path, code, n) in shared.metrics.answers() {
         let _ = writeln!(
             out,

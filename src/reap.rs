@@ -87,7 +87,7 @@ pub fn descendants(root: pid_t) -> Option<Vec<Process>> {
 
 /// Whether /proc describes this PID namespace (it does not when /proc is
 /// missing, or is the host's /proc seen from a new namespace).
-pub fn proc_is_ours() -> bool {
+fn proc_is_ours() -> bool {
     let me = std::process::id();
     fs::read_link("/proc/self").is_ok_and(|p| p.to_str() == Some(&me.to_string()))
 }

@@ -86,18 +86,35 @@ struct Conn {
     wants_write: bool,
 }
 
-/// Serves `handler` on `listener` forever, on the calling thread.
+/// Serves `handler` on `listener` on the calling thread; returns only
+/// with the error that stopped it.
 pub fn serve(
     listener: TcpListener,
     limits: Limits,
     handler: &dyn Fn(&Request) -> Reply,
-) -> io::Result<()> {
+) -> io::Error {
+    match prepare(&listener) {
+        Ok(epoll) => run(listener, epoll, limits, handler),
+        Err(e) => e,
+    }
+}
+
+fn prepare(listener: &TcpListener) -> io::Result<Epoll> {
     listener.set_nonblocking(true)?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(
         listener.as_fd(),
         EpollEvent::new(EpollFlags::EPOLLIN, LISTENER),
     )?;
+    Ok(epoll)
+}
+
+fn run(
+    listener: TcpListener,
+    epoll: Epoll,
+    limits: Limits,
+    handler: &dyn Fn(&Request) -> Reply,
+) -> io::Error {
     let mut server = Server {
         epoll,
         listener,
@@ -116,7 +133,7 @@ pub fn serve(
         let n = match server.epoll.wait(&mut events, timeout) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => 0,
-            Err(e) => return Err(e.into()),
+            Err(e) => return e.into(),
         };
         // Connections first, then new ones: a probe accepted in the last
         // round is answered before a batch of newcomers can evict it.
@@ -233,19 +250,22 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let keep = conn.on_event(flags, &self.limits, handler);
-        let wants_write = conn.wants_write;
-        let fd_flags = if wants_write {
-            EpollFlags::EPOLLOUT
-        } else {
-            EpollFlags::EPOLLIN
-        };
-        if !keep {
+        let was_writing = conn.wants_write;
+        if !conn.on_event(flags, &self.limits, handler) {
             self.close(token);
-        } else if let Some(conn) = self.conns.get(&token) {
+            return;
+        }
+        // The interest set changes only when a write stalls or completes;
+        // most requests are answered in one write and need no epoll_ctl.
+        if conn.wants_write != was_writing {
+            let interest = if conn.wants_write {
+                EpollFlags::EPOLLOUT
+            } else {
+                EpollFlags::EPOLLIN
+            };
             let _ = self
                 .epoll
-                .modify(conn.stream.as_fd(), &mut EpollEvent::new(fd_flags, token));
+                .modify(conn.stream.as_fd(), &mut EpollEvent::new(interest, token));
         }
     }
 

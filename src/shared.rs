@@ -23,7 +23,7 @@ pub struct Shared {
     pub waker: Waker,
     pub child_pid: AtomicI32,
     pub started: Instant,
-    pub checks: Mutex<Vec<CheckReport>>,
+    checks: Mutex<Vec<CheckReport>>,
 }
 
 impl Shared {

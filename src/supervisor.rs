@@ -284,7 +284,7 @@ impl Supervisor {
         if !self.reap() {
             return;
         }
-        let Some(left) = self.leftovers() else {
+        let Some(left) = reap::descendants(self.me) else {
             return self.clean_up_without_proc();
         };
         if left.is_empty() {
@@ -314,17 +314,10 @@ impl Supervisor {
                 return;
             }
         }
-        let left = self.leftovers().unwrap_or_default();
+        let left = reap::descendants(self.me).unwrap_or_default();
         log_each(&left, "killing leftover process");
         reap::signal_all(&left, libc::SIGKILL);
         self.wait_for_children(Instant::now() + KILL_WAIT);
-    }
-
-    fn leftovers(&self) -> Option<Vec<Process>> {
-        if !reap::proc_is_ours() {
-            return None;
-        }
-        reap::descendants(self.me)
     }
 
     /// Without /proc, descendants cannot be listed: as PID 1, signal every

@@ -202,19 +202,44 @@ fn remote_attempts() -> Vec<(String, &'static str, String, Vec<String>, u16)> {
     v
 }
 
-#[test]
-fn control_from_outside_needs_the_token() {
+/// A client in a network namespace of its own, and a health port on all
+/// interfaces for drainit: its address from here and its --health-addr.
+struct Remote {
+    ns: NetNs,
+    port: u16,
+    addr: SocketAddr,
+    health: String,
+}
+
+/// `None` (test skipped) where namespaces cannot be made outside CI.
+fn remote() -> Option<Remote> {
     if !require(
         "network namespaces (root and iproute2)",
         can_netns(),
         "a non-loopback client needs its own network namespace",
     ) {
-        return;
+        return None;
     }
-    let ns = NetNs::hardening();
     let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let health = format!("0.0.0.0:{port}");
+    Some(Remote {
+        ns: NetNs::hardening(),
+        port,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        health: format!("0.0.0.0:{port}"),
+    })
+}
+
+#[test]
+fn control_from_outside_needs_the_token() {
+    let Some(Remote {
+        ns,
+        port,
+        addr,
+        health,
+    }) = remote()
+    else {
+        return;
+    };
     let files = TempDir::new("control");
     let ready = files.arg("ready");
     let mut init = Init::new(&[
@@ -314,17 +339,15 @@ fn path_tricks_and_methods_are_not_control_paths_even_on_loopback() {
 /// logged at most once a second, and the next line says how many were not.
 #[test]
 fn refusals_are_logged_at_most_once_a_second() {
-    if !require(
-        "network namespaces (root and iproute2)",
-        can_netns(),
-        "a non-loopback client needs its own network namespace",
-    ) {
+    let Some(Remote {
+        ns,
+        port,
+        addr,
+        health,
+    }) = remote()
+    else {
         return;
-    }
-    let ns = NetNs::hardening();
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let health = format!("0.0.0.0:{port}");
+    };
     let mut init = Init::new(&["--health-addr", &health, "--", "sleep", "60"]).start();
     wait_for_health(addr);
     let refused_lines = |init: &Init| -> Vec<String> {
