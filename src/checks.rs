@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 
-use crate::http::{self, Url};
+use crate::http::client::{self as http, Url};
 use crate::shared::Shared;
 use crate::spawn::{self, Inherited};
 

@@ -18,7 +18,8 @@ use log::{error, warn};
 
 use crate::checks::CheckReport;
 use crate::drain::State;
-use crate::server::{self, Limits};
+use crate::http::server::{self, Limits};
+use crate::http::{Reply, Request};
 use crate::shared::Shared;
 use crate::signals;
 
@@ -27,41 +28,6 @@ use crate::signals;
 pub struct HealthSettings {
     pub control_token: Option<String>,
     pub drain_status: u16,
-}
-
-/// A request as far as routing cares.
-pub struct Request<'a> {
-    pub method: &'a str,
-    pub url: &'a str,
-    pub peer: Option<IpAddr>,
-    pub authorization: Option<&'a str>,
-}
-
-/// An answer: status, content type and body.
-#[derive(Debug)]
-pub struct Reply {
-    pub code: u16,
-    pub content_type: &'static str,
-    pub body: String,
-    pub allow: Option<&'static str>,
-}
-
-impl Reply {
-    fn json(code: u16, body: String) -> Reply {
-        Reply {
-            code,
-            content_type: "application/json",
-            body,
-            allow: None,
-        }
-    }
-
-    fn status(code: u16, status: &str, state: &str) -> Reply {
-        Reply::json(
-            code,
-            format!("{{\"status\":\"{status}\",\"state\":\"{state}\"}}\n"),
-        )
-    }
 }
 
 /// Pending connections the kernel may queue for accept(). std listens
@@ -173,6 +139,14 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
     reply
 }
 
+/// `{"status":..,"state":..}`, the body of every probe answer.
+fn status_reply(code: u16, status: &str, state: &str) -> Reply {
+    Reply::json(
+        code,
+        format!("{{\"status\":\"{status}\",\"state\":\"{state}\"}}\n"),
+    )
+}
+
 fn livez(shared: &Shared) -> Reply {
     let machine = shared.machine();
     let state = machine.state().name();
@@ -187,25 +161,25 @@ fn livez(shared: &Shared) -> Reply {
         .filter(|r| r.liveness)
         .all(|r| r.ok);
     if child_alive && live_file_fresh {
-        Reply::status(200, "healthy", state)
+        status_reply(200, "healthy", state)
     } else {
-        Reply::status(503, "unhealthy", state)
+        status_reply(503, "unhealthy", state)
     }
 }
 
 fn readyz(shared: &Shared, settings: &HealthSettings) -> Reply {
     let mut machine = shared.machine();
     if machine.is_ready() {
-        return Reply::status(200, "healthy", "ready");
+        return status_reply(200, "healthy", "ready");
     }
     let state = machine.state().name();
     if let State::Draining(_) | State::Stopping(_) = machine.state() {
         if machine.unready_answered(Instant::now()) {
             shared.waker.wake();
         }
-        return Reply::status(settings.drain_status, "draining", state);
+        return status_reply(settings.drain_status, "draining", state);
     }
-    Reply::status(503, "unhealthy", state)
+    status_reply(503, "unhealthy", state)
 }
 
 fn healthz(shared: &Shared) -> Reply {

@@ -4,18 +4,18 @@
 //! The file list is the architecture: `cli` (options), `spawn` (starting
 //! the child), `supervisor` (the signal loop), `reap` (zombies and
 //! descendants), `drain` (the state machine), `health` (the endpoint's
-//! routes), `server` (the bounded HTTP server under it), `shared` (what the
-//! threads share), `checks` (readiness of the app), `client` and `http`
-//! (the subcommands).
+//! routes), `http` (HTTP/1.1: `http::server`, the bounded server under the
+//! routes, and `http::client`, the GET of checks and probes), `shared`
+//! (what the threads share), `checks` (readiness of the app), `commands`
+//! (the `probe`, `drain`, `undrain` and `status` subcommands).
 
 pub mod checks;
 pub mod cli;
-pub mod client;
+pub mod commands;
 pub mod drain;
 pub mod health;
 pub mod http;
 pub mod reap;
-pub mod server;
 pub mod shared;
 pub mod signals;
 pub mod spawn;
@@ -40,8 +40,8 @@ use crate::supervisor::Supervisor;
 /// captured before anything could change it.
 pub fn entry(inherited: std::io::Result<Inherited>, args: Vec<OsString>) -> c_int {
     let env = |k: &str| std::env::var(k).ok();
-    if let Some(sub) = args.first().filter(|a| client::is_subcommand(a)) {
-        return client::run(&sub.to_string_lossy(), &args[1..], &env);
+    if let Some(sub) = args.first().filter(|a| commands::is_subcommand(a)) {
+        return commands::run(&sub.to_string_lossy(), &args[1..], &env);
     }
     let config = match cli::parse(&args, &env) {
         Ok(Invocation::Run(config)) => config,

@@ -1,5 +1,5 @@
 //! Property tests (proptest, stable Rust) over drainit's own request
-//! handling: `server::parse` and `health::route`, the only code that sees
+//! handling: `http::server::parse` and `health::route`, the only code that sees
 //! bytes from the network. Bounded for CI: PROPTEST_CASES cases per
 //! property (2,000 unless set), the whole file in a few seconds; each
 //! property prints how many cases it ran. Inputs that ever failed are kept
@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use drainit::drain::{DrainPolicy, Machine};
-use drainit::health::{route, HealthSettings, Reply, Request};
-use drainit::server::{parse, Limits, Parsed};
+use drainit::health::{route, HealthSettings};
+use drainit::http::server::{parse, Limits, Parsed};
+use drainit::http::{Reply, Request};
 use drainit::shared::Shared;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -20,7 +20,33 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
-use crate::health::{Reply, Request};
+/// A request as far as routing cares.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub peer: Option<IpAddr>,
+    pub authorization: Option<&'a str>,
+}
+
+/// An answer: status, content type and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub allow: Option<&'static str>,
+}
+
+impl Reply {
+    pub fn json(code: u16, body: String) -> Reply {
+        Reply {
+            code,
+            content_type: "application/json",
+            body,
+            allow: None,
+        }
+    }
+}
 
 /// Limits that keep one hostile client from costing PID 1 anything.
 #[derive(Clone, Debug)]

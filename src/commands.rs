@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::checks::json_escape;
 use crate::cli::{self, EXIT_USAGE};
-use crate::http::{self, Url};
+use crate::http::client::{self as http, Url};
 
 const SUBCOMMANDS: [&str; 4] = ["probe", "drain", "undrain", "status"];
 
