@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{debug, warn};
 
 use crate::http::client::{self as http, Url};
+use crate::json;
 use crate::shared::Shared;
 use crate::spawn::{self, Inherited};
 
@@ -149,7 +150,7 @@ impl CheckReport {
     pub fn to_json(&self) -> String {
         format!(
             "{{\"name\":\"{}\",\"kind\":\"{}\",\"ok\":{},\"duration_ms\":{:.1},\"error\":{}}}",
-            json_escape(&self.name),
+            json::escape(&self.name),
             if self.liveness {
                 "liveness"
             } else {
@@ -159,22 +160,9 @@ impl CheckReport {
             self.duration.as_secs_f64() * 1000.0,
             self.error
                 .as_ref()
-                .map_or("null".into(), |e| format!("\"{}\"", json_escape(e))),
+                .map_or("null".into(), |e| format!("\"{}\"", json::escape(e))),
         )
     }
-}
-
-pub fn json_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Counts consecutive results and says when the verdict flips.
@@ -299,8 +287,8 @@ fn check_http(url: &Url, settings: &CheckSettings) -> Result<(), String> {
     if !(200..300).contains(&response.code) {
         return Err(format!("status {}", response.code));
     }
-    if settings.expect_json && !http::is_healthy_json(&response.body) {
-        return Err("body is not {\"status\":\"healthy\"}".into());
+    if settings.expect_json {
+        json::healthy(&response.body)?;
     }
     Ok(())
 }

@@ -247,7 +247,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         None,
         &["DRAINIT_READY_EXPECT_JSON"],
         None,
-        "with --ready-http, also require {\"status\":\"healthy\"}",
+        "with --ready-http, also require a JSON body with top-level \"status\" healthy, ok, up, pass or warn (any case)",
     ),
     opt(
         "ready-header",

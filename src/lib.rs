@@ -6,8 +6,9 @@
 //! descendants), `drain` (the state machine), `health` (the endpoint's
 //! routes), `http` (HTTP/1.1: `http::server`, the bounded server under the
 //! routes, and `http::client`, the GET of checks and probes), `shared`
-//! (what the threads share), `checks` (readiness of the app), `commands`
-//! (the `probe`, `drain`, `undrain` and `status` subcommands).
+//! (what the threads share), `checks` (readiness of the app), `json`
+//! (escaping and reading JSON), `commands` (the `probe`, `drain`,
+//! `undrain` and `status` subcommands).
 
 pub mod checks;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod commands;
 pub mod drain;
 pub mod health;
 pub mod http;
+pub mod json;
 pub mod reap;
 pub mod shared;
 pub mod signals;

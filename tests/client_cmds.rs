@@ -40,7 +40,7 @@ fn status_drain_undrain_against_a_running_drainit() {
     // ...or the /status document.
     let out = client(&["status", "--json"], &env);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let doc = Json::parse(&out.stdout).expect("status --json prints JSON");
+    let doc = serde_json::from_str::<Value>(&out.stdout).expect("status --json prints JSON");
     assert_eq!(doc["state"].as_str(), Some("ready"));
     assert_eq!(doc["child_pid"].as_f64(), Some(child_pid as f64));
 
@@ -55,7 +55,7 @@ fn status_drain_undrain_against_a_running_drainit() {
     assert!(out.stdout.starts_with("state draining"), "{}", out.stdout);
     let out = client(&["drain", "--json"], &env);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let doc = Json::parse(&out.stdout).expect("drain --json prints JSON");
+    let doc = serde_json::from_str::<Value>(&out.stdout).expect("drain --json prints JSON");
     assert_eq!(doc["state"].as_str(), Some("draining"));
 
     // undrain, with --addr instead of the environment (and winning over it).

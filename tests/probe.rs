@@ -255,11 +255,26 @@ fn probe_expect_json() {
     assert_healthy(&probe(&[&app.url("/ready"), "--expect-json"], &[]));
     let r = probe(&[&app.url("/"), "--expect-json"], &[]);
     assert_unhealthy(&r, "200 from");
-    assert!(
-        line(&r).contains("body is not {\"status\":\"healthy\"}"),
-        "{r:?}"
-    );
+    assert!(line(&r).contains("body is not JSON"), "{r:?}");
     assert_healthy(&probe(&[&app.url("/")], &[]));
+}
+
+/// Only the top-level `status` decides, read as JSON: a nested healthy
+/// status once made an unhealthy answer pass.
+#[test]
+fn probe_expect_json_reads_the_top_level_status() {
+    let Some(py) = PyHttp::start() else { return };
+    for (body, healthy) in JSON_VERDICTS {
+        let url = py.url(body, "length");
+        let r = probe(&[&url, "--expect-json"], &[]);
+        if healthy {
+            assert_healthy(&r);
+        } else {
+            assert_unhealthy(&r, "200 from");
+        }
+        // Without --expect-json any complete 2xx answer is healthy.
+        assert_healthy(&probe(&[&url], &[]));
+    }
 }
 
 #[test]

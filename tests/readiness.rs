@@ -484,9 +484,37 @@ fn expect_json_requires_status_healthy() {
     let text_json = checking(&app, "/", &["--ready-expect-json"]);
     let text_plain = checking(&app, "/", &[]);
     let json = checking(&app, "/ready", &["--ready-expect-json"]);
-    assert_fails_with(&text_json, "body is not {\"status\":\"healthy\"}");
+    assert_fails_with(&text_json, "body is not JSON");
     assert_eq!(wait_for_readyz(text_plain.addr, 200, T), "ready");
     assert_eq!(wait_for_readyz(json.addr, 200, T), "ready");
+}
+
+/// As `drainit probe --expect-json`: the top-level `status`, read as JSON.
+#[test]
+fn ready_expect_json_reads_the_top_level_status() {
+    let Some(py) = PyHttp::start() else { return };
+    let started: Vec<(Sup, &str, bool)> = JSON_VERDICTS
+        .iter()
+        .map(|&(body, healthy)| {
+            let url = py.url(body, "length");
+            let opts = [
+                "--ready-http",
+                &url,
+                "--ready-expect-json",
+                "--check-interval",
+                "0.1",
+            ];
+            (start_sigrec(&opts, &[]), body, healthy)
+        })
+        .collect();
+    for (s, body, healthy) in &started {
+        if *healthy {
+            assert_eq!(wait_for_readyz(s.addr, 200, T), "ready", "{body}");
+        } else {
+            let r = wait_for_report(s.addr, "http ", T, |r| !report_ok(r));
+            assert_eq!(readyz(s.addr), (503, "starting".into()), "{body}: {r:?}");
+        }
+    }
 }
 
 #[test]
@@ -620,7 +648,7 @@ fn healthz_and_status_show_each_check() {
         ("cmd sleep 0.2".to_string(), "readiness", true, ""),
         (format!("live {live}"), "liveness", true, ""),
     ];
-    let assert_reports = |reports: &[Json], all_ok: bool| {
+    let assert_reports = |reports: &[Value], all_ok: bool| {
         assert_eq!(reports.len(), expected.len(), "{reports:?}");
         for (r, (name, kind, ok, error)) in reports.iter().zip(&expected) {
             let (ok, error) = if all_ok { (true, "") } else { (*ok, *error) };
@@ -628,7 +656,7 @@ fn healthz_and_status_show_each_check() {
             assert_eq!(r["kind"].as_str(), Some(*kind), "{r:?}");
             assert_eq!(report_ok(r), ok, "{r:?}");
             if ok {
-                assert_eq!(r["error"], Json::Null, "{r:?}");
+                assert_eq!(r["error"], Value::Null, "{r:?}");
             } else {
                 assert_eq!(report_error(r), error, "{r:?}");
             }
@@ -643,7 +671,7 @@ fn healthz_and_status_show_each_check() {
     assert_eq!(healthz.code, 503, "{healthz:?}");
     let doc = healthz.json();
     assert_eq!(doc["status"].as_str(), Some("unhealthy"));
-    let Json::Arr(reports) = &doc["checks"] else {
+    let Value::Array(reports) = &doc["checks"] else {
         panic!("/healthz has no checks: {doc:?}")
     };
     assert_reports(reports, false);
@@ -655,7 +683,7 @@ fn healthz_and_status_show_each_check() {
     });
     let doc = request("GET", s.addr, "/healthz", &[]).json();
     assert_eq!(doc["status"].as_str(), Some("healthy"));
-    let Json::Arr(reports) = &doc["checks"] else {
+    let Value::Array(reports) = &doc["checks"] else {
         panic!("/healthz has no checks: {doc:?}")
     };
     assert_reports(reports, true);

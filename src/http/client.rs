@@ -289,31 +289,6 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Whether a body is the JSON object `{"status": "healthy"}` (other
-/// members allowed). Malformed JSON is unhealthy, as SiteHost's check has it.
-pub fn is_healthy_json(body: &str) -> bool {
-    let compact: String = strip_json_whitespace(body.trim());
-    compact.starts_with('{') && compact.ends_with('}') && compact.contains("\"status\":\"healthy\"")
-}
-
-/// Drops whitespace outside string literals.
-fn strip_json_whitespace(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_string {
-            escaped = !escaped && c == '\\';
-            in_string = escaped || c != '"';
-        } else if c == '"' {
-            in_string = true;
-        } else if c.is_whitespace() {
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,14 +338,5 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n";
         assert_eq!(parse_response(raw).unwrap().2, "{\"a\":1}");
         assert!(parse_response(b"SSH-2.0\r\n\r\n").is_none());
-    }
-
-    #[test]
-    fn healthy_json() {
-        assert!(is_healthy_json("{\"status\": \"healthy\"}"));
-        assert!(is_healthy_json(" { \"ok\":1, \"status\" :\"healthy\" }\n"));
-        assert!(!is_healthy_json("{\"status\":\"unhealthy\"}"));
-        assert!(!is_healthy_json("status healthy"));
-        assert!(!is_healthy_json("{\"status\":\"healthy\""));
     }
 }
