@@ -18,8 +18,8 @@ use log::{error, warn};
 
 use crate::checks::CheckReport;
 use crate::drain::State;
-use crate::http::server::{self, Limits};
-use crate::http::{Reply, Request};
+use crate::http::conn::Limits;
+use crate::http::{server, Reply, Request};
 use crate::shared::Shared;
 use crate::signals;
 
@@ -71,7 +71,7 @@ pub fn start(
                             "the health handler panicked on {} {}; serving goes on",
                             req.method, req.url
                         );
-                        Reply::json(500, "{\"error\":\"internal error\"}\n".into())
+                        Reply::error(500, "internal error")
                     })
             };
             loop {
@@ -114,7 +114,7 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
         panic!("panic injected through /debug/panic");
     }
     let Some(&known) = PATHS.iter().find(|p| **p == path) else {
-        return Reply::json(404, "{\"error\":\"not found\"}\n".into());
+        return Reply::error(404, "not found");
     };
     let control = known.starts_with("/sethealth/");
     let allowed = if control {
@@ -123,7 +123,7 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
         ["GET", "HEAD"]
     };
     if !allowed.contains(&req.method) {
-        let mut reply = Reply::json(405, "{\"error\":\"method not allowed\"}\n".into());
+        let mut reply = Reply::error(405, "method not allowed");
         reply.allow = Some(if control { "GET, POST" } else { "GET, HEAD" });
         return reply;
     }
@@ -207,7 +207,7 @@ fn checks_json(reports: &[CheckReport]) -> String {
 fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthSettings) -> Reply {
     if !control_allowed(req, settings) {
         log_refusal(req);
-        return Reply::json(403, "{\"error\":\"forbidden\"}\n".into());
+        return Reply::error(403, "forbidden");
     }
     let (result, state) = {
         let mut machine = shared.machine();
@@ -264,7 +264,7 @@ fn control_allowed(req: &Request, settings: &HealthSettings) -> bool {
     if req.peer.is_some_and(is_loopback) {
         return true;
     }
-    let (Some(token), Some(auth)) = (&settings.control_token, req.authorization) else {
+    let (Some(token), Some(auth)) = (&settings.control_token, req.header("authorization")) else {
         return false;
     };
     auth.strip_prefix("Bearer ")
@@ -471,12 +471,12 @@ mod tests {
         }
     }
 
-    fn get<'a>(url: &'a str, peer: &str, auth: Option<&'a str>) -> Request<'a> {
+    fn get<'a>(url: &'a str, peer: &str, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
         Request {
             method: "GET",
             url,
             peer: Some(peer.parse().unwrap()),
-            authorization: auth,
+            headers,
         }
     }
 
@@ -485,12 +485,16 @@ mod tests {
         let s = shared();
         let remote = "10.1.2.3";
         assert_eq!(
-            route(&get("/sethealth/ko", remote, None), &s, &settings()).code,
+            route(&get("/sethealth/ko", remote, &[]), &s, &settings()).code,
             403
         );
         assert_eq!(
             route(
-                &get("/sethealth/ko", remote, Some("Bearer s3cret-tokeX")),
+                &get(
+                    "/sethealth/ko",
+                    remote,
+                    &[("Authorization", "Bearer s3cret-tokeX")]
+                ),
                 &s,
                 &settings()
             )
@@ -498,12 +502,12 @@ mod tests {
             403
         );
         assert_eq!(
-            route(&get("//sethealth/ko", "127.0.0.1", None), &s, &settings()).code,
+            route(&get("//sethealth/ko", "127.0.0.1", &[]), &s, &settings()).code,
             404
         );
         assert_eq!(
             route(
-                &get("/sethealth/ko/../ok", "127.0.0.1", None),
+                &get("/sethealth/ko/../ok", "127.0.0.1", &[]),
                 &s,
                 &settings()
             )
@@ -513,7 +517,11 @@ mod tests {
         assert!(s.machine().is_ready());
         assert_eq!(
             route(
-                &get("/sethealth/ko", remote, Some("Bearer s3cret-token")),
+                &get(
+                    "/sethealth/ko",
+                    remote,
+                    &[("Authorization", "Bearer s3cret-token")]
+                ),
                 &s,
                 &settings()
             )
@@ -523,7 +531,7 @@ mod tests {
         assert!(!s.machine().is_ready());
         assert_eq!(
             route(
-                &get("/sethealth/ok", "::ffff:127.0.0.1", None),
+                &get("/sethealth/ok", "::ffff:127.0.0.1", &[]),
                 &s,
                 &settings()
             )
@@ -536,16 +544,16 @@ mod tests {
     #[test]
     fn methods_and_unknown_paths() {
         let s = shared();
-        let mut req = get("/readyz", "127.0.0.1", None);
+        let mut req = get("/readyz", "127.0.0.1", &[]);
         req.method = "POST";
         let reply = route(&req, &s, &settings());
         assert_eq!((reply.code, reply.allow), (405, Some("GET, HEAD")));
         assert_eq!(
-            route(&get("/nope", "127.0.0.1", None), &s, &settings()).code,
+            route(&get("/nope", "127.0.0.1", &[]), &s, &settings()).code,
             404
         );
         assert_eq!(
-            route(&get("/readyz?x=1", "127.0.0.1", None), &s, &settings()).code,
+            route(&get("/readyz?x=1", "127.0.0.1", &[]), &s, &settings()).code,
             200
         );
     }
