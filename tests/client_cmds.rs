@@ -178,3 +178,39 @@ fn double_dash_drain_runs_a_program_called_drain() {
         );
     }
 }
+
+/// What a server sends is escaped before it reaches the terminal, and an
+/// answer cut short is a failure, not a status.
+#[test]
+fn status_escapes_control_characters_and_refuses_cut_answers() {
+    let doc = |state: &str| {
+        format!("{{\"state\":\"{state}\",\"child_pid\":7,\"uptime_seconds\":1.5,\"drains\":0}}")
+    };
+    // JSON's own escape, decoded by the parser into a real ESC.
+    let Some(escaped) = PyHttp::answering(&doc("ready\\u001b[2J"), "length") else {
+        return;
+    };
+    let out = client(&["status", "--addr", &escaped.addr()], &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stdout.contains('\x1b'), "{out:?}");
+    assert!(
+        out.stdout.starts_with("state ready\\u{1b}[2J, child pid 7"),
+        "{out:?}"
+    );
+    let out = client(&["status", "--json", "--addr", &escaped.addr()], &[]);
+    assert!(out.code == 0 && !out.stdout.contains('\x1b'), "{out:?}");
+    // A raw ESC is not JSON at all.
+    let raw = PyHttp::answering(&doc("ready\x1b[2J"), "length").unwrap();
+    let out = client(&["status", "--addr", &raw.addr()], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        !out.stdout.contains('\x1b') && !out.stderr.contains('\x1b'),
+        "{out:?}"
+    );
+    for te in ["short", "chunked-short"] {
+        let cut = PyHttp::answering(&doc("ready"), te).unwrap();
+        let out = client(&["status", "--addr", &cut.addr()], &[]);
+        assert_eq!(out.code, 1, "{te}: {out:?}");
+        assert!(out.stderr.contains("cut short"), "{te}: {out:?}");
+    }
+}

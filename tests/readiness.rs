@@ -489,23 +489,25 @@ fn expect_json_requires_status_healthy() {
     assert_eq!(wait_for_readyz(json.addr, 200, T), "ready");
 }
 
+/// Starts drainit checking `url` with --ready-expect-json.
+fn expecting_json(url: &str) -> Sup {
+    let opts = [
+        "--ready-http",
+        url,
+        "--ready-expect-json",
+        "--check-interval",
+        "0.1",
+    ];
+    start_sigrec(&opts, &[])
+}
+
 /// As `drainit probe --expect-json`: the top-level `status`, read as JSON.
 #[test]
 fn ready_expect_json_reads_the_top_level_status() {
     let Some(py) = PyHttp::start() else { return };
     let started: Vec<(Sup, &str, bool)> = JSON_VERDICTS
         .iter()
-        .map(|&(body, healthy)| {
-            let url = py.url(body, "length");
-            let opts = [
-                "--ready-http",
-                &url,
-                "--ready-expect-json",
-                "--check-interval",
-                "0.1",
-            ];
-            (start_sigrec(&opts, &[]), body, healthy)
-        })
+        .map(|&(body, healthy)| (expecting_json(&py.url(body, "length")), body, healthy))
         .collect();
     for (s, body, healthy) in &started {
         if *healthy {
@@ -515,6 +517,19 @@ fn ready_expect_json_reads_the_top_level_status() {
             assert_eq!(readyz(s.addr), (503, "starting".into()), "{body}: {r:?}");
         }
     }
+}
+
+/// A chunked answer is read whole; one cut short fails the check.
+#[test]
+fn ready_http_reads_whole_answers_only() {
+    let Some(py) = PyHttp::start() else { return };
+    let up = "{\"status\":\"UP\"}";
+    let chunked = expecting_json(&py.url(up, "chunked"));
+    let cut = expecting_json(&py.url(up, "chunked-short"));
+    assert_eq!(wait_for_readyz(chunked.addr, 200, T), "ready");
+    let r = wait_for_report(cut.addr, "http ", T, |r| !report_ok(r));
+    assert!(report_error(&r).contains("cut short"), "{r:?}");
+    assert_eq!(readyz(cut.addr), (503, "starting".into()));
 }
 
 #[test]

@@ -1,16 +1,23 @@
 //! A minimal HTTP/1.1 client over std's TcpStream, for readiness checks and
 //! `drainit probe`. Plain HTTP only: the apps it probes sit behind a
 //! TLS-terminating proxy, and TLS would triple the binary.
+//!
+//! An answer counts only when it is whole: its head parsed by httparse and
+//! its body complete as the head frames it (Content-Length, chunked, or up
+//! to the close). A health check that passes on half an answer reports an
+//! app as healthy while it is dying mid-response.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 /// Most redirects followed before giving up.
 const MAX_REDIRECTS: usize = 5;
 /// Largest response read; health answers are tiny.
-const MAX_RESPONSE: u64 = 64 * 1024;
+const MAX_RESPONSE: usize = 64 * 1024;
+/// Header fields read in a response (or in a chunked body's trailer).
+const MAX_FIELDS: usize = 64;
 
 /// An `http://host[:port][/path]` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,12 +138,12 @@ pub fn get(url: &Url, headers: &[(String, String)], timeout: Duration) -> Result
     let deadline = Instant::now() + timeout;
     let mut current = url.clone();
     for _ in 0..=MAX_REDIRECTS {
-        let (code, location, body) = get_once(&current, headers, deadline)?;
-        let Some(location) = location.filter(|_| matches!(code, 301 | 302 | 303 | 307 | 308))
-        else {
+        let answer = get_once(&current, headers, deadline)?;
+        let redirect = matches!(answer.code, 301 | 302 | 303 | 307 | 308);
+        let Some(location) = answer.location.filter(|_| redirect) else {
             return Ok(Response {
-                code,
-                body,
+                code: answer.code,
+                body: String::from_utf8_lossy(&answer.body).into_owned(),
                 url: current,
             });
         };
@@ -174,19 +181,24 @@ fn remaining(deadline: Instant, what: &str) -> Result<Duration, String> {
     Ok(left)
 }
 
-fn get_once(
-    url: &Url,
-    headers: &[(String, String)],
-    deadline: Instant,
-) -> Result<(u16, Option<String>, String), String> {
+/// One whole response: status, Location, body.
+#[derive(Debug, PartialEq, Eq)]
+struct Answer {
+    code: u16,
+    location: Option<String>,
+    body: Vec<u8>,
+}
+
+fn get_once(url: &Url, headers: &[(String, String)], deadline: Instant) -> Result<Answer, String> {
     let addrs = url.socket_addrs()?;
     remaining(deadline, "connecting")?;
     let mut stream = connect_any(&addrs, deadline)
         .map_err(|e| format!("cannot connect to {}: {e}", url.authority()))?;
     let mut request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: drainit\r\nAccept: */*\r\nConnection: close\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: drainit-probe/{}\r\nAccept: */*\r\nConnection: close\r\n",
         url.path,
-        url.authority()
+        url.authority(),
+        env!("CARGO_PKG_VERSION")
     );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
@@ -196,96 +208,226 @@ fn get_once(
         .set_write_timeout(Some(remaining(deadline, "sending")?))
         .and_then(|()| stream.write_all(request.as_bytes()))
         .map_err(|e| format!("cannot send to {}: {e}", url.authority()))?;
-    let mut raw = Vec::new();
-    let mut limited = (&mut stream).take(MAX_RESPONSE);
+    read_answer(&mut stream, deadline).map_err(|e| format!("{url}: {e}"))
+}
+
+/// Reads until the answer is whole (a server that keeps the connection
+/// open after it does not cost the timeout), or fails.
+fn read_answer(stream: &mut TcpStream, deadline: Instant) -> Result<Answer, String> {
+    let mut reader = Reader::default();
     let mut buf = [0u8; 4096];
     loop {
-        limited
-            .get_mut()
+        if let Some(answer) = reader.answer()? {
+            return Ok(answer);
+        }
+        stream
             .set_read_timeout(Some(remaining(deadline, "waiting for the answer")?))
             .map_err(|e| e.to_string())?;
-        match limited.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(format!("timed out waiting for {url}"))
+        match stream.read(&mut buf) {
+            Ok(0) => return reader.closed(),
+            Ok(n) => reader.push(&buf[..n])?,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err("timed out waiting for the answer".into())
             }
-            Err(e) if raw.is_empty() => return Err(format!("{url}: {e}")),
-            Err(_) => break,
-        }
-        if response_complete(&raw) {
-            break;
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
         }
     }
-    parse_response(&raw).ok_or_else(|| format!("{url} sent no valid HTTP response"))
 }
 
-/// Whether a Content-Length response is fully read (so a server that
-/// keeps the connection open anyway does not cost us the timeout).
-fn response_complete(raw: &[u8]) -> bool {
-    let Some(end) = find(raw, b"\r\n\r\n") else {
-        return false;
+/// How the body of a response ends.
+#[derive(Debug)]
+enum Framing {
+    Length(usize),
+    /// Chunks decoded so far, and where the next one starts in the body.
+    Chunked {
+        body: Vec<u8>,
+        at: usize,
+    },
+    /// At the close: no length and not chunked.
+    Close,
+}
+
+/// A response's head: status, Location, its length, how its body ends.
+#[derive(Debug)]
+struct Head {
+    code: u16,
+    location: Option<String>,
+    len: usize,
+    framing: Framing,
+}
+
+/// One response, read as its bytes arrive.
+#[derive(Default)]
+struct Reader {
+    raw: Vec<u8>,
+    head: Option<Head>,
+}
+
+impl Reader {
+    fn push(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if self.raw.len() + bytes.len() > MAX_RESPONSE {
+            return Err(format!("answer larger than {} KiB", MAX_RESPONSE / 1024));
+        }
+        self.raw.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The answer once it is whole; an error as soon as it cannot be one.
+    fn answer(&mut self) -> Result<Option<Answer>, String> {
+        while self.head.is_none() {
+            let Some(head) = parse_head(&self.raw)? else {
+                return Ok(None);
+            };
+            if (100..200).contains(&head.code) {
+                // An interim answer (100 Continue, 103 Early Hints): the
+                // real one follows.
+                self.raw.drain(..head.len);
+            } else {
+                self.head = Some(head);
+            }
+        }
+        let Some(head) = self.head.as_mut() else {
+            return Ok(None);
+        };
+        let body = self.raw.get(head.len..).unwrap_or_default();
+        let whole = match &mut head.framing {
+            Framing::Length(n) => body.get(..*n).map(<[u8]>::to_vec),
+            Framing::Chunked { body: decoded, at } => {
+                dechunk(body, at, decoded)?.then(|| std::mem::take(decoded))
+            }
+            Framing::Close => None,
+        };
+        Ok(whole.map(|body| Answer {
+            code: head.code,
+            location: head.location.clone(),
+            body,
+        }))
+    }
+
+    /// The server closed the connection: whole only if the body ends there.
+    fn closed(self) -> Result<Answer, String> {
+        match self.head {
+            Some(Head {
+                code,
+                location,
+                len,
+                framing: Framing::Close,
+            }) => Ok(Answer {
+                code,
+                location,
+                body: self.raw.get(len..).unwrap_or_default().to_vec(),
+            }),
+            Some(Head {
+                len,
+                framing: Framing::Length(n),
+                ..
+            }) => Err(format!(
+                "answer cut short: {} of {n} body bytes",
+                self.raw.len() - len
+            )),
+            Some(_) => Err("chunked answer cut short".into()),
+            None if self.raw.is_empty() => Err("closed the connection without answering".into()),
+            None => Err("answer cut short in its head".into()),
+        }
+    }
+}
+
+/// The response head at the front of `raw`, once it is all there.
+fn parse_head(raw: &[u8]) -> Result<Option<Head>, String> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut response = httparse::Response::new(&mut fields);
+    let len = match response.parse(raw) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("sent no valid HTTP response ({e})")),
     };
-    let head = String::from_utf8_lossy(&raw[..end]);
-    header(&head, "content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|len| raw.len() >= end + 4 + len)
+    let code = response.code.unwrap_or_default();
+    let value = |name: &str| {
+        response
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value))
+            .collect::<Vec<_>>()
+    };
+    Ok(Some(Head {
+        code,
+        location: value("location").first().map(|l| l.to_string()),
+        len,
+        framing: framing(code, &value("transfer-encoding"), &value("content-length"))?,
+    }))
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// Status code, Location, and body (dechunked if needed).
-pub fn parse_response(raw: &[u8]) -> Option<(u16, Option<String>, String)> {
-    let end = find(raw, b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let status = head.lines().next()?;
-    let mut parts = status.splitn(3, ' ');
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
+/// How a response's body ends, from its status and framing fields.
+fn framing<S: AsRef<str>>(code: u16, codings: &[S], lengths: &[S]) -> Result<Framing, String> {
+    if code == 204 || code == 304 {
+        return Ok(Framing::Length(0));
     }
-    let code: u16 = parts
-        .next()?
-        .parse()
+    // With Transfer-Encoding, Content-Length is ignored (RFC 9112 6.3);
+    // chunked must be the last coding, or the body runs to the close.
+    if let Some(last) = codings.last() {
+        let chunked = last
+            .as_ref()
+            .rsplit(',')
+            .next()
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked {
+            Framing::Chunked {
+                body: Vec::new(),
+                at: 0,
+            }
+        } else {
+            Framing::Close
+        });
+    }
+    let Some(first) = lengths.first() else {
+        return Ok(Framing::Close);
+    };
+    let first = first.as_ref().trim();
+    let n = first
+        .parse::<usize>()
         .ok()
-        .filter(|c| (100..600).contains(c))?;
-    let location = header(&head, "location").map(str::to_string);
-    let body = &raw[end + 4..];
-    let chunked =
-        header(&head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_vec()
-    };
-    Some((code, location, String::from_utf8_lossy(&body).into_owned()))
+        .filter(|_| first.bytes().all(|b| b.is_ascii_digit()));
+    match n {
+        Some(n) if lengths.iter().all(|l| l.as_ref().trim() == first) => Ok(Framing::Length(n)),
+        _ => Err("sent a bad Content-Length".into()),
+    }
 }
 
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
+/// Decodes the chunks that are whole in `body` from `at` on into
+/// `decoded`; true once the last chunk and its trailer section are in.
+fn dechunk(body: &[u8], at: &mut usize, decoded: &mut Vec<u8>) -> Result<bool, String> {
+    let bad = || "sent a malformed chunked body".to_string();
     loop {
-        let line_end = find(body, b"\r\n")?;
-        let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        body = &body[line_end + 2..];
+        let rest = body.get(*at..).unwrap_or_default();
+        let (line, size) = match httparse::parse_chunk_size(rest) {
+            Ok(httparse::Status::Complete(found)) => found,
+            Ok(httparse::Status::Partial) => return Ok(false),
+            Err(_) => return Err(bad()),
+        };
+        let rest = rest.get(line..).unwrap_or_default();
         if size == 0 {
-            return Some(out);
+            let mut trailer = [httparse::EMPTY_HEADER; MAX_FIELDS];
+            return match httparse::parse_headers(rest, &mut trailer) {
+                Ok(httparse::Status::Complete(_)) => Ok(true),
+                Ok(httparse::Status::Partial) => Ok(false),
+                Err(_) => Err(bad()),
+            };
         }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size + 2..)?;
+        // A chunk larger than the whole answer may be can never arrive.
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|s| *s <= MAX_RESPONSE)
+            .ok_or_else(bad)?;
+        let (Some(chunk), Some(end)) = (rest.get(..size), rest.get(size..size + 2)) else {
+            return Ok(false);
+        };
+        if end != b"\r\n" {
+            return Err(bad());
+        }
+        decoded.extend_from_slice(chunk);
+        *at += line + size + 2;
     }
 }
 
@@ -330,13 +472,91 @@ mod tests {
             .contains("X-Forwarded-Proto"));
     }
 
+    /// What a response fed in `piece`-byte pieces reads as, the server
+    /// closing after the last one when `close`.
+    fn read(raw: &[u8], piece: usize, close: bool) -> Result<Answer, String> {
+        let mut reader = Reader::default();
+        for bytes in raw.chunks(piece) {
+            if let Some(answer) = reader.answer()? {
+                return Ok(answer);
+            }
+            reader.push(bytes)?;
+        }
+        match reader.answer()? {
+            Some(answer) => Ok(answer),
+            None if close => reader.closed(),
+            None => Err("incomplete".into()),
+        }
+    }
+
+    fn body(raw: &[u8], close: bool) -> Result<String, String> {
+        let mut bodies = (1..=raw.len().max(1))
+            .map(|piece| read(raw, piece, close).map(|a| String::from_utf8(a.body).unwrap()));
+        let first = bodies.next().unwrap_or_else(|| Err("empty".into()));
+        assert!(bodies.all(|b| b == first), "pieces change the answer");
+        first
+    }
+
     #[test]
-    fn responses() {
-        let (code, loc, body) =
-            parse_response(b"HTTP/1.1 301 Moved\r\nLocation: /x\r\n\r\n").unwrap();
-        assert_eq!((code, loc.as_deref(), body.as_str()), (301, Some("/x"), ""));
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n";
-        assert_eq!(parse_response(raw).unwrap().2, "{\"a\":1}");
-        assert!(parse_response(b"SSH-2.0\r\n\r\n").is_none());
+    fn bodies_end_as_the_head_says() {
+        let length = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nUP!!trailing";
+        assert_eq!(body(length, false).as_deref(), Ok("UP!!"));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4;x=1\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\nX-T: 1\r\n\r\n";
+        assert_eq!(body(chunked, false).as_deref(), Ok("{\"a\":1}"));
+        let close = b"HTTP/1.0 200 OK\r\n\r\nall of it";
+        assert_eq!(body(close, true).as_deref(), Ok("all of it"));
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(body(interim, false).as_deref(), Ok(""));
+        let moved = read(
+            b"HTTP/1.1 301 Moved\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n",
+            9,
+            false,
+        );
+        assert_eq!(moved.unwrap().location.as_deref(), Some("/x"));
+    }
+
+    #[test]
+    fn a_truncated_or_malformed_answer_is_an_error() {
+        for (raw, why) in [
+            (
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nUP"[..],
+                "cut short: 2 of 10",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nUP\r\n",
+                "chunked answer cut short",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nUP\r\n0\r\n",
+                "chunked answer cut short",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\nUP\r\n0\r\n\r\n",
+                "malformed chunked",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nUPS\r\n0\r\n\r\n",
+                "malformed chunked",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nUP",
+                "bad Content-Length",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nUP",
+                "bad Content-Length",
+            ),
+            (b"HTTP/1.1 200 OK\r\nContent", "cut short in its head"),
+            (b"SSH-2.0-OpenSSH\r\n\r\n", "no valid HTTP response"),
+            (b"", "without answering"),
+        ] {
+            let got = read(raw, 5, true);
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains(why)),
+                "{raw:?}: {got:?}"
+            );
+        }
+        let mut reader = Reader::default();
+        assert!(reader.push(&[b'x'; MAX_RESPONSE + 1]).is_err());
     }
 }

@@ -1157,7 +1157,8 @@ impl Drop for NetNs {
 // An HTTP server that is not ours: Python's http.server, as the app whose
 // health route drainit checks (issue 9).
 
-/// What [`PyHttp`] runs: GET answers the query's `b` as the body (JSON
+/// What [`PyHttp`] runs: GET answers the query's `b` (or, for a request
+/// without a query, the query it was started with) as the body (JSON
 /// content type) with status `code` (200 if absent), framed by `te`:
 /// `length` (Content-Length), `chunked` (3-byte chunks with an extension,
 /// then a trailer), `eof` (no length, closed after the body), or a
@@ -1170,7 +1171,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        query = urllib.parse.urlsplit(self.path).query or sys.argv[1]
+        query = urllib.parse.parse_qs(query)
         body = query.get("b", [""])[0].encode()
         te = query.get("te", ["length"])[0]
         self.send_response(int(query.get("code", ["200"])[0]))
@@ -1214,6 +1216,12 @@ pub struct PyHttp {
 impl PyHttp {
     /// None (the test is skipped, and says why) without python3 outside CI.
     pub fn start() -> Option<PyHttp> {
+        PyHttp::answering("", "length")
+    }
+
+    /// As [`PyHttp::start`], answering `body` framed as `te` to any
+    /// request without a query (drainit's own paths, such as /status).
+    pub fn answering(body: &str, te: &str) -> Option<PyHttp> {
         let present = Command::new("python3")
             .arg("--version")
             .stdout(Stdio::null())
@@ -1227,7 +1235,7 @@ impl PyHttp {
             return None;
         }
         let mut child = Command::new("python3")
-            .args(["-c", PY_HTTP])
+            .args(["-c", PY_HTTP, &query(body, te)])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -1246,18 +1254,28 @@ impl PyHttp {
 
     /// The URL that answers `body` framed as `te` says (see [`PY_HTTP`]).
     pub fn url(&self, body: &str, te: &str) -> String {
-        let encoded: String = body
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
-        format!("http://127.0.0.1:{}/health?te={te}&b={encoded}", self.port)
+        format!("http://127.0.0.1:{}/health?{}", self.port, query(body, te))
     }
+
+    /// Its address, as `--addr` takes it.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// The query that makes [`PY_HTTP`] answer `body` framed as `te`.
+fn query(body: &str, te: &str) -> String {
+    let encoded: String = body
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("te={te}&b={encoded}")
 }
 
 impl Drop for PyHttp {
