@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 
-use crate::http::client::{self as http, Url};
+use crate::http::client::{self, Url};
 use crate::json;
 use crate::shared::Shared;
 use crate::spawn::{self, Inherited};
@@ -283,7 +283,7 @@ fn run(check: &Check, settings: &CheckSettings, inherited: &Inherited) -> CheckR
 }
 
 fn check_http(url: &Url, settings: &CheckSettings) -> Result<(), String> {
-    let response = http::get(url, &settings.headers, settings.timeout)?;
+    let response = client::get(url, &settings.headers, settings.timeout)?;
     if !(200..300).contains(&response.code) {
         return Err(format!("status {}", response.code));
     }
@@ -301,8 +301,8 @@ fn check_tcp(addr: &str, timeout: Duration) -> Result<(), String> {
     if resolved.is_empty() {
         return Err("cannot resolve".into());
     }
-    // Every address in turn, as `localhost` may be ::1 first (see http).
-    http::connect_any(&resolved, Instant::now() + timeout)
+    // Every address in turn, as `localhost` may be ::1 first (see http::client).
+    client::connect_any(&resolved, Instant::now() + timeout)
         .map(drop)
         .map_err(|e| e.to_string())
 }

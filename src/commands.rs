@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli::{self, EXIT_USAGE};
-use crate::http::client::{self as http, Url};
+use crate::http::client::{self, Url};
 use crate::json;
 
 const SUBCOMMANDS: [&str; 4] = ["probe", "drain", "undrain", "status"];
@@ -233,7 +233,7 @@ fn probe_target(a: &ClientArgs) -> Result<ProbeFn<'_>, String> {
 
 fn probe_http(url: &Url, a: &ClientArgs) -> Verdict {
     let started = Instant::now();
-    match http::get(url, &a.headers, a.timeout) {
+    match client::get(url, &a.headers, a.timeout) {
         Ok(r) => {
             let took = millis(started);
             let line = format!("{} from {} in {took}", r.code, r.url);
@@ -252,7 +252,7 @@ fn probe_http(url: &Url, a: &ClientArgs) -> Verdict {
 /// Tries every resolved address in turn (`localhost` may be ::1 first).
 fn probe_tcp(addrs: &[SocketAddr], timeout: Duration) -> Verdict {
     let started = Instant::now();
-    match http::connect_any(addrs, started + timeout) {
+    match client::connect_any(addrs, started + timeout) {
         Ok(stream) => Verdict::Healthy(format!(
             "{} accepted a connection in {}",
             stream.peer_addr().unwrap_or(addrs[0]),
@@ -293,7 +293,7 @@ fn millis(since: Instant) -> String {
 
 type Failure = (i32, String);
 
-fn fetch(a: &ClientArgs, path: &str) -> Result<http::Response, Failure> {
+fn fetch(a: &ClientArgs, path: &str) -> Result<client::Response, Failure> {
     let base = local_base(a).map_err(|e| (EXIT_USAGE, e))?;
     let url = Url::parse(&format!("{base}{path}")).map_err(|e| (EXIT_USAGE, e))?;
     let headers: Vec<(String, String)> = a
@@ -301,12 +301,12 @@ fn fetch(a: &ClientArgs, path: &str) -> Result<http::Response, Failure> {
         .iter()
         .map(|t| ("Authorization".to_string(), format!("Bearer {t}")))
         .collect();
-    http::get(&url, &headers, a.timeout).map_err(|e| (1, e))
+    client::get(&url, &headers, a.timeout).map_err(|e| (1, e))
 }
 
 /// drainit's answer read as JSON. `--json` prints it written out again
 /// rather than as sent: one line, every control character escaped.
-fn document(r: &http::Response) -> Result<serde_json::Value, Failure> {
+fn document(r: &client::Response) -> Result<serde_json::Value, Failure> {
     json::parse(&r.body).map_err(|e| (1, format!("{} answered {}: {e}", r.url, r.code)))
 }
 
