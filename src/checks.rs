@@ -100,6 +100,33 @@ impl CheckSettings {
     }
 }
 
+/// `--ready-cmd`'s words, split on spaces; `sh -c SCRIPT` keeps SCRIPT whole.
+pub fn parse_command(value: &str) -> Result<Vec<String>, String> {
+    let words: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+    if words.is_empty() {
+        return Err("expected a command".into());
+    }
+    if words.len() >= 2 && words[1] == "-c" && (words[0] == "sh" || words[0].ends_with("/sh")) {
+        let script = value.trim_start()[words[0].len()..].trim_start()[2..].trim();
+        return Ok(vec![
+            words[0].clone(),
+            "-c".into(),
+            unquote(script).to_string(),
+        ]);
+    }
+    Ok(words)
+}
+
+/// Strips one pair of matching outer quotes, as a shell would.
+fn unquote(s: &str) -> &str {
+    for q in ['\'', '"'] {
+        if s.len() >= 2 && s.starts_with(q) && s.ends_with(q) {
+            return &s[1..s.len() - 1];
+        }
+    }
+    s
+}
+
 fn parse_host_port(addr: &str) -> Result<(), String> {
     let (host, port) = addr
         .rsplit_once(':')
@@ -264,7 +291,7 @@ fn record(reports: &[CheckReport], threshold: &mut Threshold, shared: &Shared, g
                 failing.join("; ")
             )
         };
-        shared.machine().checks_changed(ready, &reason);
+        shared.machine(|m| m.checks_changed(ready, &reason));
     } else if !failing.is_empty() {
         debug!("readiness check failing: {}", failing.join("; "));
     }
@@ -379,9 +406,7 @@ fn check_cmd(argv: &[String], timeout: Duration, inherited: &Inherited) -> Resul
 
 /// Without readiness checks, the app is ready as soon as it runs.
 pub fn ready_without_checks(shared: &Shared) {
-    shared
-        .machine()
-        .checks_changed(true, "child started; no readiness checks configured");
+    shared.machine(|m| m.checks_changed(true, "child started; no readiness checks configured"));
 }
 
 #[cfg(test)]
@@ -420,6 +445,18 @@ mod tests {
         assert!(bad(&|s| s.ready_tcp = Some(":80".into())));
         assert!(bad(&|s| s.expect_json = true));
         assert!(!bad(&|s| s.ready_tcp = Some("db:5432".into())));
+    }
+
+    #[test]
+    fn ready_cmd_keeps_sh_c_script_whole() {
+        assert_eq!(
+            parse_command("sh -c 'test -f /x && true'").unwrap()[2],
+            "test -f /x && true"
+        );
+        assert_eq!(
+            parse_command("pg_isready -q").unwrap(),
+            vec!["pg_isready", "-q"]
+        );
     }
 
     #[test]

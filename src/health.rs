@@ -174,10 +174,7 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
 }
 
 fn livez(shared: &Shared) -> Reply {
-    let machine = shared.machine();
-    let state = machine.state().name();
-    let child_alive = machine.child_alive();
-    drop(machine);
+    let (state, child_alive) = shared.machine(|m| (m.state().name(), m.child_alive()));
     // A stale --live-file means the app's event loop is stuck although the
     // process runs: that is exactly what liveness must report. Readiness
     // checks do not count here (a failing database is no reason to restart).
@@ -194,22 +191,23 @@ fn livez(shared: &Shared) -> Reply {
 }
 
 fn readyz(shared: &Shared, settings: &HealthSettings) -> Reply {
-    let mut machine = shared.machine();
-    if machine.is_ready() {
-        return Reply::status(200, "healthy", "ready");
+    let (ready, draining, met, state) = shared.machine(|m| {
+        let draining = matches!(m.state(), State::Draining(_) | State::Stopping(_));
+        let met = draining && m.unready_answered(Instant::now());
+        (m.is_ready(), draining, met, m.state().name())
+    });
+    if met {
+        shared.waker.wake();
     }
-    let state = machine.state().name();
-    if let State::Draining(_) | State::Stopping(_) = machine.state() {
-        if machine.unready_answered(Instant::now()) {
-            shared.waker.wake();
-        }
-        return Reply::status(settings.drain_status, "draining", state);
+    match (ready, draining) {
+        (true, _) => Reply::status(200, "healthy", "ready"),
+        (false, true) => Reply::status(settings.drain_status, "draining", state),
+        (false, false) => Reply::status(503, "unhealthy", state),
     }
-    Reply::status(503, "unhealthy", state)
 }
 
 fn healthz(shared: &Shared) -> Reply {
-    let ready = shared.machine().is_ready();
+    let ready = shared.machine(|m| m.is_ready());
     let reports = shared.check_reports();
     let all_pass = reports.iter().all(|r| r.ok);
     let (code, status) = if ready && all_pass {
@@ -235,11 +233,7 @@ fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthS
         log_refusal(req);
         return Reply::json(403, "{\"error\":\"forbidden\"}\n".into());
     }
-    let (result, state) = {
-        let mut machine = shared.machine();
-        let result = machine.manual(drain, Instant::now());
-        (result, machine.state().name())
-    };
+    let (result, state) = shared.machine(|m| (m.manual(drain, Instant::now()), m.state().name()));
     match result {
         Ok(()) => Reply::json(
             200,
@@ -315,8 +309,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn status_json(shared: &Shared) -> String {
-    let machine = shared.machine();
-    let state = machine.state();
+    let (state, drains) = shared.machine(|m| (m.state().clone(), m.drains()));
     let child = shared.child_pid.load(std::sync::atomic::Ordering::Relaxed);
     let mut out = format!(
         "{{\"state\":\"{}\",\"child_pid\":{},\"uptime_seconds\":{:.3},\"drains\":{}",
@@ -327,7 +320,7 @@ fn status_json(shared: &Shared) -> String {
             "null".into()
         },
         shared.started.elapsed().as_secs_f64(),
-        machine.drains(),
+        drains,
     );
     match state.drain() {
         Some(d) => {
@@ -345,7 +338,7 @@ fn status_json(shared: &Shared) -> String {
         }
         None => out.push_str(",\"drain\":null"),
     }
-    match state {
+    match &state {
         State::Stopping(stop) => {
             let _ = write!(out, ",\"stop_signal\":\"{}\"", signals::name(stop.signal));
         }
@@ -354,7 +347,6 @@ fn status_json(shared: &Shared) -> String {
         }
         _ => {}
     }
-    drop(machine);
     let _ = writeln!(
         out,
         ",\"checks\":{}}}",
@@ -370,8 +362,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 fn metrics(shared: &Shared) -> Reply {
     let mut out = String::new();
-    let machine = shared.machine();
-    let current = machine.state().name();
+    let (state, drains, child_up) =
+        shared.machine(|m| (m.state().clone(), m.drains(), m.child_alive()));
+    let current = state.name();
     family(
         &mut out,
         "drainit_state",
@@ -391,20 +384,18 @@ fn metrics(shared: &Shared) -> Reply {
         "gauge",
         "Whether the child is running.",
     );
-    let _ = writeln!(out, "drainit_child_up {}", u8::from(machine.child_alive()));
+    let _ = writeln!(out, "drainit_child_up {}", u8::from(child_up));
     family(
         &mut out,
         "drainit_drains_total",
         "counter",
         "Drains started.",
     );
-    let _ = writeln!(out, "drainit_drains_total {}", machine.drains());
-    let waited = machine
-        .state()
+    let _ = writeln!(out, "drainit_drains_total {drains}");
+    let waited = state
         .drain()
         .and_then(|d| d.waited)
         .map_or(0.0, |w| w.as_secs_f64());
-    drop(machine);
     family(
         &mut out,
         "drainit_drain_duration_seconds",
@@ -466,11 +457,11 @@ pub fn bind_agent(addr: SocketAddr) -> Result<TcpListener, String> {
 pub fn start_agent(listener: TcpListener, shared: Arc<Shared>) -> io::Result<()> {
     thread::Builder::new().name("agent".into()).spawn(move || {
         for mut stream in listener.incoming().flatten() {
-            let word = match shared.machine().state() {
+            let word = shared.machine(|m| match m.state() {
                 State::Ready => "ready",
                 State::Stopping(_) | State::Exited { .. } => "down",
                 _ => "drain",
-            };
+            });
             let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
             let _ = stream.write_all(format!("{word}\n").as_bytes());
         }
@@ -481,11 +472,10 @@ pub fn start_agent(listener: TcpListener, shared: Arc<Shared>) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drain::{DrainPolicy, Machine};
-    use std::time::Duration;
+    use crate::drain::{DrainPolicy, Machine, StopPolicy};
 
     fn shared() -> Shared {
-        let mut m = Machine::new(DrainPolicy::default(), Duration::from_secs(5));
+        let mut m = Machine::new(DrainPolicy::default(), StopPolicy::default());
         m.checks_changed(true, "test");
         Shared::new(m).unwrap()
     }
@@ -536,7 +526,7 @@ mod tests {
             .code,
             404
         );
-        assert!(s.machine().is_ready());
+        assert!(s.machine(|m| m.is_ready()));
         assert_eq!(
             route(
                 &get("/sethealth/ko", remote, Some("Bearer s3cret-token")),
@@ -546,7 +536,7 @@ mod tests {
             .code,
             200
         );
-        assert!(!s.machine().is_ready());
+        assert!(!s.machine(|m| m.is_ready()));
         assert_eq!(
             route(
                 &get("/sethealth/ok", "::ffff:127.0.0.1", None),
@@ -556,7 +546,7 @@ mod tests {
             .code,
             200
         );
-        assert!(s.machine().is_ready());
+        assert!(s.machine(|m| m.is_ready()));
     }
 
     #[test]

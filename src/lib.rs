@@ -1,7 +1,8 @@
 //! drainit: an init for containers that reaps zombies, forwards signals,
 //! and drains load-balancer traffic before the app is asked to stop.
 //!
-//! The file list is the architecture: `cli` (options), `spawn` (starting
+//! The file list is the architecture: `cli` (options, on the tables of
+//! `opts`), `spawn` (starting
 //! the child), `supervisor` (the signal loop), `reap` (zombies and
 //! descendants), `drain` (the state machine), `health` (the endpoint's
 //! routes), `server` (the bounded HTTP server under it), `shared` (what the
@@ -14,6 +15,7 @@ pub mod client;
 pub mod drain;
 pub mod health;
 pub mod http;
+pub mod opts;
 pub mod reap;
 pub mod server;
 pub mod shared;
@@ -100,7 +102,7 @@ fn fail(message: &str) -> c_int {
     1
 }
 
-fn run(mut config: Config, inherited: Inherited) -> c_int {
+fn run(config: Config, inherited: Inherited) -> c_int {
     if let Err(e) = inherited.take_back_sigchld() {
         return fail(&format!("cannot take back SIGCHLD: {e}"));
     }
@@ -113,8 +115,8 @@ fn run(mut config: Config, inherited: Inherited) -> c_int {
     if let Err(e) = become_reaper(&config) {
         return fail(&e);
     }
-    warn_about_budget(&mut config);
-    let shared = match Shared::new(Machine::new(config.drain.clone(), config.grace)) {
+    warn_if_over_budget(&config);
+    let shared = match Shared::new(Machine::new(config.drain.clone(), config.stop.clone())) {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(&format!("cannot create the wake-up pipe: {e}")),
     };
@@ -144,8 +146,12 @@ fn run(mut config: Config, inherited: Inherited) -> c_int {
     if let Err(e) = checks::start(&config.checks, Arc::clone(&shared), inherited) {
         warn!("cannot start the checks thread: {e}; readiness stays as it is");
     }
-    let forwarder = Supervisor::new(config, shared, &forwardable, child);
-    match forwarder {
+    let settings = supervisor::Settings {
+        process_group: config.process_group,
+        warn_on_reap: config.warn_on_reap,
+        remap_exit: config.remap_exit,
+    };
+    match Supervisor::new(settings, shared, &forwardable, child) {
         Ok(s) => s.run(),
         Err(e) => {
             let _ = signals::send(-child, libc::SIGKILL);
@@ -184,24 +190,19 @@ fn become_reaper(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Draining needs somebody to tell; and a stop that outlasts the
-/// orchestrator's budget ends in its SIGKILL, mid-request.
-fn warn_about_budget(config: &mut Config) {
-    if config.health_addr.is_none() && config.agent_addr.is_none() {
-        config.drain.on.clear();
+/// A stop that outlasts the orchestrator's budget ends in its SIGKILL,
+/// mid-request.
+fn warn_if_over_budget(config: &Config) {
+    if config.drain.on.is_empty() {
         return;
     }
-    // A drain signal that --rewrite drops (SIG:0) is dropped, not drained:
-    // holding it would end in a stop with nothing forwarded, so the child
-    // would get the grace period's SIGKILL for a signal meant to be ignored.
-    let rewrites = &config.rewrites;
-    config.drain.on.retain(|&sig| rewrites.apply(sig).is_some());
-    let total = config.drain.longest_wait() + config.grace;
+    let grace = config.stop.grace.unwrap_or_default();
+    let total = config.drain.longest_wait() + grace;
     if total > config.stop_timeout {
         warn!(
             "drain wait ({:?}) + grace ({:?}) = {:?} exceeds the stop timeout of {:?}: the orchestrator will SIGKILL first (raise docker stop -t / stop_grace_period / terminationGracePeriodSeconds)",
             config.drain.longest_wait(),
-            config.grace,
+            grace,
             total,
             config.stop_timeout
         );

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use log::info;
 use nix::fcntl::OFlag;
 use nix::unistd;
 
@@ -38,11 +39,22 @@ impl Shared {
         })
     }
 
-    /// The state machine. A panic while it was held cannot leave it
-    /// half-updated (each transition is one assignment), so a poisoned
-    /// lock is taken over rather than spreading the panic to PID 1.
-    pub fn machine(&self) -> MutexGuard<'_, Machine> {
-        self.machine.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Runs `f` on the state machine. The lock is held only while `f`
+    /// runs; the transitions it made are logged after it is released, so a
+    /// stalled log can never hold the lock. A panic while it was held
+    /// cannot leave the machine half-updated (each transition is one
+    /// assignment), so a poisoned lock is taken over rather than spreading
+    /// the panic to PID 1.
+    pub fn machine<R>(&self, f: impl FnOnce(&mut Machine) -> R) -> R {
+        let (result, journal) = {
+            let mut machine = self.machine.lock().unwrap_or_else(PoisonError::into_inner);
+            let result = f(&mut machine);
+            (result, machine.take_journal())
+        };
+        for line in journal {
+            info!("{line}");
+        }
+        result
     }
 
     pub fn check_reports(&self) -> MutexGuard<'_, Vec<CheckReport>> {

@@ -7,9 +7,9 @@
 //! in signal context, so there is nothing async-signal-unsafe to get wrong.
 
 use std::io;
-use std::mem::MaybeUninit;
 
 use libc::c_int;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 
 /// Highest signal number on Linux (SIGRTMAX is 64).
 pub const MAX_SIGNAL: c_int = 64;
@@ -17,14 +17,14 @@ pub const MAX_SIGNAL: c_int = 64;
 /// Signals raised synchronously by a fault in drainit itself. Blocking them
 /// would turn a crash into a hang, so they keep their default action and are
 /// never forwarded.
-const SYNCHRONOUS: [c_int; 7] = [
-    libc::SIGSEGV,
-    libc::SIGBUS,
-    libc::SIGILL,
-    libc::SIGFPE,
-    libc::SIGABRT,
-    libc::SIGTRAP,
-    libc::SIGSYS,
+const SYNCHRONOUS: [Signal; 7] = [
+    Signal::SIGSEGV,
+    Signal::SIGBUS,
+    Signal::SIGILL,
+    Signal::SIGFPE,
+    Signal::SIGABRT,
+    Signal::SIGTRAP,
+    Signal::SIGSYS,
 ];
 
 const NAMES: [(&str, c_int); 31] = [
@@ -127,30 +127,18 @@ pub fn is_terminating(sig: c_int) -> bool {
 
 /// Every signal drainit blocks and forwards: all of them but SIGKILL,
 /// SIGSTOP, the synchronous fault signals and the C library's reserved ones.
-pub fn forwardable() -> libc::sigset_t {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigfillset initialises the set it is given; sigdelset only
-    // reads and writes that initialised set.
-    unsafe {
-        libc::sigfillset(set.as_mut_ptr());
-        for sig in SYNCHRONOUS {
-            libc::sigdelset(set.as_mut_ptr(), sig);
-        }
-        set.assume_init()
+pub fn forwardable() -> SigSet {
+    let mut set = SigSet::all();
+    for sig in SYNCHRONOUS {
+        set.remove(sig);
     }
+    set
 }
 
-/// Blocks `set` in the calling thread and returns the mask it replaced.
-/// Threads started afterwards inherit the new mask.
-pub fn block(set: &libc::sigset_t) -> io::Result<libc::sigset_t> {
-    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: both pointers are valid sigsets; pthread_sigmask fills `old`.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, set, old.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    // SAFETY: pthread_sigmask succeeded, so it wrote the old mask.
-    Ok(unsafe { old.assume_init() })
+/// Blocks `set` in the calling thread. Threads started afterwards inherit
+/// the new mask.
+pub fn block(set: &SigSet) -> io::Result<()> {
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(set), None).map_err(io::Error::from)
 }
 
 /// Sends `sig` to `pid` (a negative pid names a process group).

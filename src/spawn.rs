@@ -5,17 +5,20 @@
 use std::ffi::OsString;
 use std::io::{self, IsTerminal};
 use std::mem::MaybeUninit;
+use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use libc::c_int;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+use nix::unistd::{tcsetpgrp, Pid};
 
 use crate::signals::MAX_SIGNAL;
 
 /// The signal state drainit was started with, captured before it changed
 /// anything, so the child can be given exactly the same.
 pub struct Inherited {
-    mask: libc::sigset_t,
+    mask: SigSet,
     /// Signals whose disposition was SIG_IGN. exec keeps ignored signals
     /// ignored, but drainit had to take SIGCHLD back and Rust's Command
     /// resets SIGPIPE, so they are put back explicitly.
@@ -25,18 +28,11 @@ pub struct Inherited {
 impl Inherited {
     /// Reads the current mask and ignored set. Call first thing in main.
     pub fn capture() -> io::Result<Inherited> {
-        let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: a null new-set only reads the mask into `mask`.
-        let rc =
-            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
+        let mut mask = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut mask))?;
         let ignored = (1..=MAX_SIGNAL)
             .filter(|&s| disposition_is_ignore(s))
             .collect();
-        // SAFETY: pthread_sigmask succeeded and filled `mask`.
-        let mask = unsafe { mask.assume_init() };
         Ok(Inherited { mask, ignored })
     }
 
@@ -99,40 +95,27 @@ pub fn spawn(program: &[OsString], inherited: &Inherited) -> Result<libc::pid_t,
 pub fn configure(command: &mut Command, inherited: &Inherited, foreground: bool) {
     let mask = inherited.mask;
     let ignored = inherited.ignored.clone();
+    let all = SigSet::all();
+    command.process_group(0);
     // SAFETY: the closure runs between fork and exec and calls only
-    // async-signal-safe functions (setpgid, tcsetpgrp, signal,
+    // async-signal-safe functions (getpid, tcsetpgrp, signal,
     // pthread_sigmask) on data captured by value; it allocates nothing.
+    // Descriptor 0 stays open for the closure's whole run.
     unsafe {
         command.pre_exec(move || {
-            become_group_leader(foreground)?;
+            // std empties the mask before this runs: block everything
+            // again until the inherited mask is put back, so that nothing
+            // sent to the new pid can act before exec, and tcsetpgrp from
+            // what is still a background group cannot raise SIGTTOU.
+            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&all), None)?;
+            if foreground {
+                let _ = tcsetpgrp(BorrowedFd::borrow_raw(libc::STDIN_FILENO), Pid::this());
+            }
             for &sig in &ignored {
                 set_disposition(sig, libc::SIG_IGN)?;
             }
-            restore_mask(&mask)
+            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
+            Ok(())
         });
     }
-}
-
-fn become_group_leader(tty: bool) -> io::Result<()> {
-    // SAFETY: setpgid/getpid/tcsetpgrp are async-signal-safe syscalls.
-    unsafe {
-        if libc::setpgid(0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // A background group calling tcsetpgrp gets SIGTTOU unless it is
-        // blocked; it still is here (the inherited mask comes back after).
-        if tty {
-            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
-        }
-    }
-    Ok(())
-}
-
-fn restore_mask(mask: &libc::sigset_t) -> io::Result<()> {
-    // SAFETY: `mask` is a valid sigset; pthread_sigmask is async-signal-safe.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    Ok(())
 }

@@ -1,12 +1,14 @@
 //! The signal loop: the one thread that owns the child.
 //!
 //! It sleeps in poll(2) on a signalfd and on the waker pipe, with a timeout
-//! only while a drain wait or grace period is running, so an idle drainit
-//! is never woken. Everything that happens to the child happens here.
+//! only when the drain machine has a deadline, so an idle drainit is never
+//! woken. The machine decides what every signal, exit and deadline means;
+//! this loop only does the I/O: read signals, send them, reap, sleep.
 
 use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libc::{c_int, pid_t};
 use log::{debug, info, warn};
@@ -14,27 +16,28 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::SigSet;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::cli::Config;
 use crate::drain::Action;
 use crate::reap::{self, Process};
 use crate::shared::Shared;
 use crate::signals;
 
-/// How long descendants left behind by a child that exited on its own get
-/// between SIGTERM and SIGKILL (never more than --grace).
-const LEFTOVER_WAIT: Duration = Duration::from_secs(2);
-/// How long to wait for SIGKILLed processes to be reaped before giving up.
-const KILL_WAIT: Duration = Duration::from_secs(1);
+/// What the loop needs from the configuration.
+pub struct Settings {
+    /// Signals go to the child's process group (-g), not the child alone.
+    pub process_group: bool,
+    pub warn_on_reap: bool,
+    /// Child exit codes that drainit reports as 0 (-e).
+    pub remap_exit: Vec<i32>,
+}
 
 pub struct Supervisor {
-    config: Config,
+    settings: Settings,
     shared: Arc<Shared>,
     sigfd: SignalFd,
     me: pid_t,
     child: pid_t,
-    /// Set once the main child is reaped: its code and the grace deadline
-    /// that was running then.
-    exit: Option<(i32, Option<Instant>)>,
+    /// The main child's exit code, once it is reaped.
+    exit: Option<i32>,
     /// Adopted processes that were sent the stop signal with the child.
     stop_signalled: Vec<pid_t>,
 }
@@ -42,16 +45,15 @@ pub struct Supervisor {
 impl Supervisor {
     /// `forwardable` must already be blocked in every thread.
     pub fn new(
-        config: Config,
+        settings: Settings,
         shared: Arc<Shared>,
-        forwardable: &libc::sigset_t,
+        forwardable: &SigSet,
         child: pid_t,
     ) -> nix::Result<Supervisor> {
-        // SAFETY: `forwardable` was initialised by sigfillset/sigdelset.
-        let mask = unsafe { SigSet::from_sigset_t_unchecked(*forwardable) };
-        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        let sigfd =
+            SignalFd::with_flags(forwardable, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         Ok(Supervisor {
-            config,
+            settings,
             shared,
             sigfd,
             me: std::process::id() as pid_t,
@@ -64,17 +66,19 @@ impl Supervisor {
     /// Runs until the child has exited and its descendants are gone;
     /// returns drainit's exit code.
     pub fn run(mut self) -> i32 {
-        // The child may have died before the signalfd existed.
-        self.reap();
         loop {
-            if let Some((code, grace_end)) = self.exit {
-                self.clean_up_descendants(grace_end);
+            // Also catches a child that died before the signalfd existed.
+            let children_left = self.reap();
+            if let Some(code) = self.exit.filter(|_| !children_left) {
                 return self.remap(code);
             }
-            let deadline = self.shared.machine().next_deadline();
+            let deadline = self.shared.machine(|m| m.next_deadline());
             self.wait(deadline);
             self.read_signals();
-            let action = self.shared.machine().tick(Instant::now());
+            let action = self.shared.machine(|m| m.tick(Instant::now()));
+            if action == Action::GiveUp {
+                return self.remap(self.exit.unwrap_or(1));
+            }
             self.act(action);
         }
     }
@@ -125,7 +129,14 @@ impl Supervisor {
                         );
                     }
                 }
-                Ok(Some(info)) => self.on_signal(info.ssi_signo as c_int),
+                // Reaping happens once per loop turn, whatever woke it.
+                Ok(Some(info)) if info.ssi_signo == libc::SIGCHLD as u32 => {}
+                Ok(Some(info)) => {
+                    let sig = info.ssi_signo as c_int;
+                    debug!("received {}", signals::name(sig));
+                    let action = self.shared.machine(|m| m.on_signal(sig, Instant::now()));
+                    self.act(action);
+                }
                 Ok(None) => return,
                 Err(e) => {
                     warn!("reading signals failed: {e}");
@@ -135,41 +146,26 @@ impl Supervisor {
         }
     }
 
-    fn on_signal(&mut self, sig: c_int) {
-        if sig == libc::SIGCHLD {
-            self.reap();
-            return;
-        }
-        debug!("received {}", signals::name(sig));
-        let action = {
-            let mut machine = self.shared.machine();
-            if machine.is_drain_signal(sig) {
-                machine.drain_signal(sig, Instant::now())
-            } else {
-                Action::Forward(sig)
-            }
-        };
-        self.act(action);
-    }
-
     fn act(&mut self, action: Action) {
         match action {
-            Action::Nothing => {}
+            Action::Nothing | Action::GiveUp => {}
             Action::Forward(sig) => self.forward(sig),
+            Action::Stop(sig) => {
+                self.forward(sig);
+                self.signal_adopted(sig);
+            }
             Action::Kill => self.kill_at_grace_end(),
+            Action::TermLeftovers { after_stop } => self.term_leftovers(after_stop),
+            Action::KillLeftovers => self.kill_leftovers(),
         }
     }
 
-    /// Forwards a received signal after rewriting it.
-    fn forward(&mut self, received: c_int) {
+    /// Sends `sig` to the child, or its group with -g.
+    fn forward(&mut self, sig: c_int) {
         if self.exit.is_some() {
             return;
         }
-        let Some(sig) = self.config.rewrites.apply(received) else {
-            debug!("dropping {} (rewritten to 0)", signals::name(received));
-            return;
-        };
-        let (target, whom) = if self.config.process_group {
+        let (target, whom) = if self.settings.process_group {
             (-self.child, "process group")
         } else {
             (self.child, "child")
@@ -184,12 +180,6 @@ impl Supervisor {
                 signals::name(sig),
                 self.child
             ),
-        }
-        if signals::is_terminating(sig) {
-            self.shared.machine().stop_forwarded(sig, Instant::now());
-            if self.config.wait_adopted {
-                self.signal_adopted(sig);
-            }
         }
     }
 
@@ -211,8 +201,9 @@ impl Supervisor {
 
     /// Whether `p` was sent the stop signal: as an adopted process, or as
     /// a member of the child's group with -g.
-    fn had_stop_signal(&self, p: &Process) -> bool {
-        self.stop_signalled.contains(&p.pid) || (self.config.process_group && p.pgid == self.child)
+    fn had_stop_signal(&self, p: &Process, after_stop: bool) -> bool {
+        self.stop_signalled.contains(&p.pid)
+            || (after_stop && self.settings.process_group && p.pgid == self.child)
     }
 
     /// drainit's children other than the main child (and, with -g, other
@@ -221,23 +212,21 @@ impl Supervisor {
         let all = reap::descendants(self.me).unwrap_or_default();
         all.into_iter()
             .filter(|p| p.ppid == self.me && p.pid != self.child)
-            .filter(|p| !(self.config.process_group && p.pgid == self.child))
+            .filter(|p| !(self.settings.process_group && p.pgid == self.child))
             .collect()
     }
 
     fn kill_at_grace_end(&mut self) {
         warn!(
-            "child {} did not exit within {:?}; sending SIGKILL to its process group",
-            self.child, self.config.grace
+            "child {} did not exit within the grace period; sending SIGKILL to its process group",
+            self.child
         );
         if let Err(e) = signals::send(-self.child, libc::SIGKILL) {
             warn!("could not kill process group {}: {e}", self.child);
         }
-        if self.config.wait_adopted {
-            let adopted = self.adopted();
-            log_each(&adopted, "killing adopted process");
-            reap::signal_all(&adopted, libc::SIGKILL);
-        }
+        let adopted = self.adopted();
+        log_each(&adopted, "killing adopted process");
+        reap::signal_all(&adopted, libc::SIGKILL);
     }
 
     /// Reaps every exited child. Returns false once there are none left.
@@ -246,11 +235,8 @@ impl Supervisor {
             match reap::reap_one() {
                 Ok(Some(r)) if r.pid == self.child => self.on_child_exit(r.code),
                 Ok(Some(r)) => {
-                    self.shared
-                        .metrics
-                        .reaped
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if self.config.warn_on_reap {
+                    self.shared.metrics.reaped.fetch_add(1, Ordering::Relaxed);
+                    if self.settings.warn_on_reap {
                         warn!("reaped zombie process {} (status {})", r.pid, r.code);
                     }
                 }
@@ -265,104 +251,58 @@ impl Supervisor {
     }
 
     fn on_child_exit(&mut self, code: i32) {
-        let mut machine = self.shared.machine();
-        let grace_end = machine.kill_at();
-        machine.child_exited(code, Instant::now());
-        self.exit = Some((code, grace_end));
-        self.shared
-            .child_pid
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.exit = Some(code);
+        self.shared.child_pid.store(0, Ordering::Relaxed);
+        let action = self
+            .shared
+            .machine(|m| m.child_exited(code, Instant::now()));
+        // No children left means no descendants either (orphans come to
+        // us): the common, fast exit needs no /proc scan.
+        if self.reap() {
+            self.act(action);
+        }
     }
 
-    /// Once the child is gone, nothing it started may outlive drainit.
-    /// After a stop, adopted processes had the signal already; they, and
-    /// what the child left behind (sent SIGTERM now), get the rest of the
-    /// grace period. Otherwise all get SIGTERM and a short wait.
-    fn clean_up_descendants(&mut self, grace_end: Option<Instant>) {
-        // No children left means no descendants either (orphans come to
-        // us), and no need to scan /proc: the common, fast exit.
-        if !self.reap() {
-            return;
-        }
+    /// Once the child is gone, nothing it started may outlive drainit:
+    /// what never had a stop signal (its workers, without -g) gets SIGTERM
+    /// now, so its first signal is not the SIGKILL that ends the wait.
+    fn term_leftovers(&mut self, after_stop: bool) {
         let Some(left) = reap::descendants(self.me) else {
-            return self.clean_up_without_proc();
+            return self.signal_namespace(libc::SIGTERM);
         };
-        if left.is_empty() {
-            return;
-        }
-        if self.config.wait_adopted {
-            let deadline = match grace_end {
-                // What the child left behind (its workers, without -g) never
-                // had the stop signal: without this, its first signal would
-                // be the SIGKILL at the end of the grace period.
-                Some(end) => {
-                    let unsignalled: Vec<Process> = left
-                        .into_iter()
-                        .filter(|p| !self.had_stop_signal(p))
-                        .collect();
-                    log_each(&unsignalled, "sending SIGTERM to leftover process");
-                    reap::signal_all(&unsignalled, libc::SIGTERM);
-                    end
-                }
-                None => {
-                    log_each(&left, "sending SIGTERM to leftover process");
-                    reap::signal_all(&left, libc::SIGTERM);
-                    Instant::now() + LEFTOVER_WAIT.min(self.config.grace)
-                }
-            };
-            if self.wait_for_children(deadline) {
-                return;
-            }
-        }
-        let left = reap::descendants(self.me).unwrap_or_default();
+        let unsignalled: Vec<Process> = left
+            .into_iter()
+            .filter(|p| !self.had_stop_signal(p, after_stop))
+            .collect();
+        log_each(&unsignalled, "sending SIGTERM to leftover process");
+        reap::signal_all(&unsignalled, libc::SIGTERM);
+    }
+
+    fn kill_leftovers(&mut self) {
+        let Some(left) = reap::descendants(self.me) else {
+            return self.signal_namespace(libc::SIGKILL);
+        };
         log_each(&left, "killing leftover process");
         reap::signal_all(&left, libc::SIGKILL);
-        self.wait_for_children(Instant::now() + KILL_WAIT);
     }
 
     /// Without /proc, descendants cannot be listed: as PID 1, signal every
     /// process in the namespace; otherwise only the child's group.
-    fn clean_up_without_proc(&mut self) {
+    fn signal_namespace(&self, sig: c_int) {
         let (target, what) = if self.me == 1 {
             (-1, "every process in the namespace")
         } else {
             (-self.child, "the child's process group")
         };
-        warn!("/proc is not available to list leftover processes; signalling {what}");
-        let _ = signals::send(target, libc::SIGTERM);
-        if !self.wait_for_children(Instant::now() + LEFTOVER_WAIT.min(self.config.grace)) {
-            let _ = signals::send(target, libc::SIGKILL);
-            self.wait_for_children(Instant::now() + KILL_WAIT);
-        }
-    }
-
-    /// Reaps until drainit has no children left (true) or `deadline` (false).
-    fn wait_for_children(&mut self, deadline: Instant) -> bool {
-        loop {
-            if !self.reap() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            self.wait(Some(deadline));
-            self.drop_signals_during_cleanup();
-        }
-    }
-
-    fn drop_signals_during_cleanup(&mut self) {
-        while let Ok(Some(info)) = self.sigfd.read_signal() {
-            if info.ssi_signo as c_int != libc::SIGCHLD {
-                debug!(
-                    "ignoring {} while cleaning up",
-                    signals::name(info.ssi_signo as c_int)
-                );
-            }
-        }
+        warn!(
+            "/proc is not available to list leftover processes; sending {} to {what}",
+            signals::name(sig)
+        );
+        let _ = signals::send(target, sig);
     }
 
     fn remap(&self, code: i32) -> i32 {
-        if self.config.remap_exit.contains(&code) {
+        if self.settings.remap_exit.contains(&code) {
             info!("child exit status {code} remapped to 0");
             return 0;
         }

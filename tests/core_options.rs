@@ -7,27 +7,11 @@ use std::time::Instant;
 
 use common::*;
 
-/// Every variable drainit reads, so the test's own environment cannot leak in.
-const ALL_ENV: &[&str] = &[
-    "DRAINIT_LOG",
-    "RUST_LOG",
-    "TINI_VERBOSITY",
-    "DRAINIT_SUBREAPER",
-    "TINI_SUBREAPER",
-    "DRAINIT_PROCESS_GROUP",
-    "TINI_KILL_PROCESS_GROUP",
-    "DRAINIT_GRACE",
-    "DRAINIT_REWRITE",
-    "DRAINIT_HEALTH_ADDR",
-];
-
 /// drainit run directly (parsing happens before anything else).
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(DRAINIT);
     cmd.args(args).stdin(Stdio::null());
-    for k in ALL_ENV {
-        cmd.env_remove(k);
-    }
+    clean_env(&mut cmd);
     cmd.envs(env.iter().copied());
     cmd.output().unwrap()
 }

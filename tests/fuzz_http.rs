@@ -7,9 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use drainit::drain::{DrainPolicy, Machine};
+use drainit::drain::{DrainPolicy, Machine, StopPolicy};
 use drainit::health::{route, HealthSettings, Reply, Request};
 use drainit::server::{parse, Limits, Parsed};
 use drainit::shared::Shared;
@@ -343,7 +342,7 @@ fn parse_survives_mutated_requests() {
 // route
 
 fn machine(drained: bool) -> Shared {
-    let mut m = Machine::new(DrainPolicy::default(), Duration::from_secs(5));
+    let mut m = Machine::new(DrainPolicy::default(), StopPolicy::default());
     m.checks_changed(true, "fuzz");
     if drained {
         m.manual(true, std::time::Instant::now()).unwrap();
@@ -351,10 +350,9 @@ fn machine(drained: bool) -> Shared {
     Shared::new(m).unwrap()
 }
 
-/// State name and drain count (one lock at a time: the lock is not reentrant).
+/// State name and drain count.
 fn snapshot(shared: &Shared) -> (&'static str, u64) {
-    let m = shared.machine();
-    (m.state().name(), m.drains())
+    shared.machine(|m| (m.state().name(), m.drains()))
 }
 
 fn settings(token: bool) -> HealthSettings {

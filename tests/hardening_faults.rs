@@ -392,7 +392,7 @@ fn supervise_without_own_proc(how: &[&str], what: &str) {
     assert_eq!(exit_code(outer.0, secs(15.0)), 0, "{what}: {}", log());
     let log = log();
     assert!(
-        log.contains("/proc is not available to list leftover processes; signalling every process in the namespace"),
+        log.contains("/proc is not available to list leftover processes; sending SIGTERM to every process in the namespace"),
         "{what}: {log}"
     );
     assert!(

@@ -61,6 +61,14 @@ impl Drop for TempDir {
     }
 }
 
+/// Removes every variable drainit reads (its option table's), so the
+/// environment the tests run in cannot change what they test.
+pub fn clean_env(cmd: &mut Command) {
+    for name in drainit::opts::env_names(drainit::cli::OPTIONS) {
+        cmd.env_remove(name);
+    }
+}
+
 /// Whether tests may create PID namespaces here (root with unshare).
 pub fn can_unshare() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
@@ -155,9 +163,8 @@ impl Builder {
             c.args(&argv[1..]);
             c
         };
+        clean_env(&mut cmd);
         cmd.args(&self.args)
-            .env_remove("DRAINIT_LOG")
-            .env_remove("RUST_LOG")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(self.stdin.unwrap_or(Stdio::null()))
             .stdout(fs::File::create(dir.path("stdout")).unwrap())
@@ -1024,11 +1031,7 @@ pub fn run_argv(argv: &[&str], env: &[(&str, &str)], timeout: Duration) -> Ran {
     let dir = TempDir::new("run");
     let mut cmd = Command::new(argv[0]);
     cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DRAINIT_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
+    clean_env(&mut cmd);
     let started = Instant::now();
     let mut child = cmd
         .envs(env.iter().copied())
