@@ -10,14 +10,15 @@ use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
 use log::{error, warn};
 
 use crate::checks::CheckReport;
 use crate::drain::State;
+use crate::logger::{self, Throttle};
 use crate::server::{self, Limits};
 use crate::shared::Shared;
 use crate::signals;
@@ -246,36 +247,19 @@ fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthS
     }
 }
 
-/// Logs a refused control request, at most one line a second with a
-/// count of the ones not logged: every refusal is an outsider's request,
-/// and an outsider must not decide how long drainit's log grows.
+/// Logs a refused control request, throttled: every refusal is an
+/// outsider's request, and an outsider must not decide how long drainit's
+/// log grows.
 fn log_refusal(req: &Request) {
-    static LAST: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
-    let now = Instant::now();
-    let skipped = {
-        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, skipped)) = last
-            .as_mut()
-            .filter(|(at, _)| now.duration_since(*at) < Duration::from_secs(1))
-        {
-            *skipped += 1;
-            return;
-        }
-        let skipped = last.map_or(0, |(_, n)| n);
-        *last = Some((now, 0));
-        skipped
-    };
-    let more = if skipped > 0 {
-        format!(" ({skipped} more refused since the last line)")
-    } else {
-        String::new()
-    };
-    warn!(
-        "refused {} {} from {}: control needs loopback or a valid bearer token{more}",
-        req.method,
-        req.url,
-        req.peer.map_or("unknown".into(), |p| p.to_string())
-    );
+    static REFUSED: Throttle = Throttle::new();
+    REFUSED.warn(|| {
+        format!(
+            "refused {} {} from {}: control needs loopback or a valid bearer token",
+            req.method,
+            req.url,
+            req.peer.map_or("unknown".into(), |p| p.to_string())
+        )
+    });
 }
 
 /// Loopback peers are inside the container (or pod); anyone else needs the
@@ -427,6 +411,17 @@ fn metrics(shared: &Shared) -> Reply {
         "Orphans and other children reaped.",
     );
     let _ = writeln!(out, "drainit_zombies_reaped_total {reaped}");
+    family(
+        &mut out,
+        "drainit_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped because the log could not be written fast enough.",
+    );
+    let _ = writeln!(
+        out,
+        "drainit_log_lines_dropped_total {}",
+        logger::dropped_total()
+    );
     family(
         &mut out,
         "drainit_health_responses_total",

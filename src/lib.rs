@@ -15,6 +15,7 @@ pub mod client;
 pub mod drain;
 pub mod health;
 pub mod http;
+pub mod logger;
 pub mod opts;
 pub mod reap;
 pub mod server;
@@ -24,7 +25,6 @@ pub mod spawn;
 pub mod supervisor;
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ pub fn entry(inherited: std::io::Result<Inherited>, args: Vec<OsString>) -> c_in
             return EXIT_USAGE;
         }
     };
-    init_logging(&config.log_filter);
+    logger::init(&config.log_filter);
     // One log line instead of the default multi-line panic report.
     std::panic::set_hook(Box::new(|info| {
         let payload = info.payload();
@@ -78,24 +78,13 @@ pub fn entry(inherited: std::io::Result<Inherited>, args: Vec<OsString>) -> c_in
         Ok(i) => i,
         Err(e) => return fail(&format!("cannot read the inherited signal state: {e}")),
     };
-    run(*config, inherited)
+    let code = run(*config, inherited);
+    logger::flush(LOG_FLUSH_AT_EXIT);
+    code
 }
 
-/// One line per record, written whole, so it never lands inside a line of
-/// the child's output.
-fn init_logging(filter: &str) {
-    env_logger::Builder::new()
-        .parse_filters(filter)
-        .format(|buf, record| {
-            writeln!(
-                buf,
-                "drainit: {}: {}",
-                record.level().as_str().to_lowercase(),
-                record.args()
-            )
-        })
-        .init();
-}
+/// How long drainit's exit may wait for its last log lines to be written.
+const LOG_FLUSH_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn fail(message: &str) -> c_int {
     error!("{message}");

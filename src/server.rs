@@ -17,10 +17,11 @@ use std::os::fd::AsFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::debug;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use crate::health::{Reply, Request};
+use crate::logger::Throttle;
 
 /// Limits that keep one hostile client from costing PID 1 anything.
 #[derive(Clone, Debug)]
@@ -174,7 +175,8 @@ impl Server {
                 Err(e) => {
                     // Out of descriptors (EMFILE/ENFILE) or a transient error:
                     // make room and let the next readiness event retry.
-                    warn!("health server cannot accept: {e}");
+                    static ACCEPT_FAILED: Throttle = Throttle::new();
+                    ACCEPT_FAILED.warn(|| format!("health server cannot accept: {e}"));
                     if !self.evict_oldest() {
                         thread::sleep(Duration::from_millis(50));
                     }

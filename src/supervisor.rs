@@ -17,6 +17,7 @@ use nix::sys::signal::SigSet;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::drain::Action;
+use crate::logger::Throttle;
 use crate::reap::{self, Process};
 use crate::shared::Shared;
 use crate::signals;
@@ -100,7 +101,8 @@ impl Supervisor {
         ];
         if let Err(e) = poll(&mut fds, timeout) {
             if e != nix::errno::Errno::EINTR {
-                warn!("poll failed: {e}");
+                static POLL_FAILED: Throttle = Throttle::new();
+                POLL_FAILED.warn(|| format!("poll failed: {e}"));
             }
         }
         if fds[1]
@@ -139,7 +141,8 @@ impl Supervisor {
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    warn!("reading signals failed: {e}");
+                    static READ_FAILED: Throttle = Throttle::new();
+                    READ_FAILED.warn(|| format!("reading signals failed: {e}"));
                     return;
                 }
             }
@@ -175,11 +178,16 @@ impl Supervisor {
                 debug!("forwarded {} to {whom} {}", signals::name(sig), self.child);
                 self.shared.metrics.count_forwarded(sig);
             }
-            Err(e) => warn!(
-                "could not forward {} to {whom} {}: {e}",
-                signals::name(sig),
-                self.child
-            ),
+            Err(e) => {
+                static FORWARD_FAILED: Throttle = Throttle::new();
+                FORWARD_FAILED.warn(|| {
+                    format!(
+                        "could not forward {} to {whom} {}: {e}",
+                        signals::name(sig),
+                        self.child
+                    )
+                });
+            }
         }
     }
 
@@ -243,7 +251,8 @@ impl Supervisor {
                 Ok(None) => return true,
                 Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return false,
                 Err(e) => {
-                    warn!("waitpid failed: {e}");
+                    static WAIT_FAILED: Throttle = Throttle::new();
+                    WAIT_FAILED.warn(|| format!("waitpid failed: {e}"));
                     return true;
                 }
             }

@@ -110,6 +110,8 @@ pub struct Builder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     stdin: Option<Stdio>,
+    /// Where drainit's stdout and stderr go instead of the files of `Init::dir`.
+    log: Option<std::os::fd::OwnedFd>,
     namespace: bool,
 }
 
@@ -121,6 +123,13 @@ impl Builder {
 
     pub fn stdin(mut self, s: Stdio) -> Builder {
         self.stdin = Some(s);
+        self
+    }
+
+    /// drainit's stdout and stderr both go to `fd` (for example a pipe the
+    /// test holds) instead of files.
+    pub fn log_to(mut self, fd: std::os::fd::OwnedFd) -> Builder {
+        self.log = Some(fd);
         self
     }
 
@@ -166,9 +175,16 @@ impl Builder {
         clean_env(&mut cmd);
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(self.stdin.unwrap_or(Stdio::null()))
-            .stdout(fs::File::create(dir.path("stdout")).unwrap())
-            .stderr(fs::File::create(dir.path("stderr")).unwrap());
+            .stdin(self.stdin.unwrap_or(Stdio::null()));
+        match self.log {
+            Some(fd) => {
+                cmd.stdout(fd.try_clone().unwrap()).stderr(fd);
+            }
+            None => {
+                cmd.stdout(fs::File::create(dir.path("stdout")).unwrap())
+                    .stderr(fs::File::create(dir.path("stderr")).unwrap());
+            }
+        }
         let mut outer = cmd.spawn().unwrap_or_else(|e| {
             let what = if wrapper.is_empty() {
                 "drainit"
@@ -214,6 +230,7 @@ impl Init {
             args: args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             stdin: None,
+            log: None,
             namespace: true,
         }
     }
