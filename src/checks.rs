@@ -19,7 +19,7 @@ use log::{debug, warn};
 
 use crate::http::{self, Url};
 use crate::shared::Shared;
-use crate::spawn::{self, Inherited};
+use crate::spawn::{self, Inherited, Placement};
 
 #[derive(Clone, Debug)]
 pub struct CheckSettings {
@@ -372,7 +372,11 @@ fn check_cmd(argv: &[String], timeout: Duration, inherited: &Inherited) -> Resul
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    spawn::configure(&mut command, inherited, false);
+    spawn::configure(
+        &mut command,
+        inherited,
+        Placement::Group { foreground: false },
+    );
     let child = command.spawn().map_err(|e| format!("cannot run: {e}"))?;
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();

@@ -3,8 +3,9 @@
 //! Every option is one entry of [`OPTIONS`]: its flags, variables, help
 //! and what it does (see `opts`). A flag always wins over its variable.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::time::Duration;
 
 use libc::c_int;
@@ -27,6 +28,8 @@ pub struct Config {
     pub program: Vec<OsString>,
     pub subreaper: bool,
     pub process_group: bool,
+    /// The child gets its own session (dumb-init's default mode).
+    pub setsid: bool,
     pub pdeath_signal: Option<c_int>,
     pub remap_exit: Vec<i32>,
     pub log_filter: String,
@@ -49,6 +52,7 @@ impl Default for Config {
             program: Vec::new(),
             subreaper: false,
             process_group: false,
+            setsid: false,
             pdeath_signal: None,
             remap_exit: Vec::new(),
             log_filter: "warn".into(),
@@ -72,6 +76,7 @@ pub enum Invocation {
     Run(Box<Config>),
     Help,
     Version,
+    License,
 }
 
 /// Every option of `drainit [OPTIONS] [--] PROGRAM`, each with what it does.
@@ -88,11 +93,21 @@ pub static OPTIONS: &[Opt<Config>] = &[
     ),
     flag(
         "version",
-        None,
+        Some('V'),
         &[],
         "print the version and exit",
         |c, _| {
             c.asked = Some(Invocation::Version);
+            Ok(())
+        },
+    ),
+    flag(
+        "license",
+        Some('l'),
+        &[],
+        "print the license and exit",
+        |c, _| {
+            c.asked = Some(Invocation::License);
             Ok(())
         },
     ),
@@ -111,6 +126,10 @@ pub static OPTIONS: &[Opt<Config>] = &[
             Env {
                 name: "TINI_VERBOSITY",
                 read: EnvRead::Custom(set_tini_verbosity),
+            },
+            Env {
+                name: "DUMB_INIT_DEBUG",
+                read: EnvRead::Custom(set_dumb_init_debug),
             },
         ],
         "log more (repeat for debug, trace); the env takes a level or env_logger filter",
@@ -139,6 +158,31 @@ pub static OPTIONS: &[Opt<Config>] = &[
             c.process_group = true;
             Ok(())
         },
+    ),
+    flag(
+        "setsid",
+        None,
+        &[
+            Env {
+                name: "DRAINIT_SETSID",
+                read: EnvRead::Custom(set_setsid),
+            },
+            Env {
+                name: "DUMB_INIT_SETSID",
+                read: EnvRead::Custom(set_setsid),
+            },
+        ],
+        "dumb-init's default mode: the child gets a session of its own, signals go to its \
+         process group, and SIGTSTP/SIGTTIN/SIGTTOU stop drainit too, as shell job control \
+         expects (on when drainit runs under the name dumb-init)",
+        |c, _| set_setsid(c, "1"),
+    ),
+    flag(
+        "single-child",
+        Some('c'),
+        &[],
+        "signals go to the child alone (dumb-init's -c; undoes --setsid)",
+        |c, _| set_setsid(c, "0"),
     ),
     valued(
         "pdeath-signal",
@@ -185,7 +229,8 @@ pub static OPTIONS: &[Opt<Config>] = &[
         None,
         "SECONDS",
         &[env("DRAINIT_GRACE")],
-        "after forwarding SIGTERM/SIGINT/SIGQUIT, SIGKILL the child's group after this long [6]",
+        "after forwarding SIGTERM/SIGINT/SIGQUIT, SIGKILL the child's group after this long \
+         [off: as with tini, the orchestrator's own SIGKILL is the limit]",
         |c, v| {
             c.stop.grace = Some(parse_seconds(v)?);
             Ok(())
@@ -466,16 +511,39 @@ fn set_tini_verbosity(c: &mut Config, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// dumb-init's debug switch.
+fn set_dumb_init_debug(c: &mut Config, value: &str) -> Result<(), String> {
+    if opts::parse_bool(value)? {
+        c.log_filter = "debug".into();
+    }
+    Ok(())
+}
+
+/// dumb-init's setsid mode on or off; off is its single-child mode.
+fn set_setsid(c: &mut Config, value: &str) -> Result<(), String> {
+    let on = opts::parse_bool(value)?;
+    c.setsid = on;
+    c.process_group = on;
+    c.stop.job_control = on;
+    Ok(())
+}
+
 /// Parses drainit's own arguments (without argv[0]) and the environment.
+/// Invoked as `dumb-init`, drainit starts from dumb-init's defaults.
 pub fn parse(
+    invoked_as: &OsStr,
     args: &[OsString],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Invocation, String> {
     let given = opts::tokenize(OPTIONS, args, true)?;
+    let as_dumb_init = Path::new(invoked_as).file_name() == Some(OsStr::new("dumb-init"));
     let mut config = Config {
         program: given.positional.clone(),
         ..Config::default()
     };
+    if as_dumb_init {
+        set_setsid(&mut config, "1")?;
+    }
     given.apply(OPTIONS, &mut config, env)?;
     if let Some(asked) = config.asked.take() {
         return Ok(asked);
@@ -634,7 +702,7 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         };
-        match parse(&args, &lookup)? {
+        match parse(OsStr::new("drainit"), &args, &lookup)? {
             Invocation::Run(c) => Ok(*c),
             other => Err(format!("{other:?}")),
         }

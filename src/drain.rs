@@ -177,14 +177,18 @@ pub struct StopPolicy {
     /// Adopted daemons get the stop signal with the child and are waited
     /// for; otherwise they are killed once the child is gone (tini).
     pub wait_adopted: bool,
+    /// dumb-init's setsid mode: a job-control stop (SIGTSTP, SIGTTIN,
+    /// SIGTTOU) stops drainit as well once forwarded.
+    pub job_control: bool,
 }
 
 impl Default for StopPolicy {
     fn default() -> StopPolicy {
         StopPolicy {
             rewrites: Rewrites::default(),
-            grace: Some(Duration::from_secs(6)),
+            grace: None,
             wait_adopted: true,
+            job_control: false,
         }
     }
 }
@@ -204,6 +208,9 @@ pub enum Action {
     /// Send this (rewritten) signal to the child and to adopted daemons:
     /// it asks them to exit.
     Stop(c_int),
+    /// Send this (rewritten) job-control stop to the child, then stop
+    /// drainit itself, as a shell expects of dumb-init.
+    Suspend(c_int),
     /// The grace period is over: SIGKILL the child's group and adopted daemons.
     Kill,
     /// The child is gone: SIGTERM what it left behind that never had a
@@ -236,6 +243,9 @@ pub struct Machine {
     /// The readiness checks' latest verdict; `None` until the first one.
     app_ready: Option<bool>,
     drains: u64,
+    /// Signals to drop once each: those drainit caused itself by giving up
+    /// its terminal.
+    ignore_once: Vec<c_int>,
     /// Log lines of transitions, written by the caller once the machine's
     /// lock is released: a stalled log must never hold the lock.
     journal: Vec<String>,
@@ -249,6 +259,7 @@ impl Machine {
             stop,
             app_ready: None,
             drains: 0,
+            ignore_once: Vec::new(),
             journal: Vec::new(),
         }
     }
@@ -269,6 +280,11 @@ impl Machine {
     /// Whether the child is still running (or not yet known to be gone).
     pub fn child_alive(&self) -> bool {
         !matches!(self.state, State::Exited { .. })
+    }
+
+    /// The next `sigs` that arrive are dropped, once each.
+    pub fn ignore_once(&mut self, sigs: &[c_int]) {
+        self.ignore_once.extend_from_slice(sigs);
     }
 
     /// The log lines of what happened since the last call.
@@ -302,12 +318,23 @@ impl Machine {
         if matches!(self.state, State::Exited { .. }) {
             return Action::Nothing;
         }
+        if let Some(i) = self.ignore_once.iter().position(|&s| s == received) {
+            self.ignore_once.swap_remove(i);
+            let name = signals::name(received);
+            self.note(format!(
+                "ignoring the {name} that giving up the terminal raised"
+            ));
+            return Action::Nothing;
+        }
         if self.drain.on.contains(&received) {
             return self.drain_signal(received, now);
         }
         let Some(sig) = self.stop.rewrites.apply(received) else {
             return Action::Nothing;
         };
+        if self.stop.job_control && signals::is_job_control_stop(received) {
+            return Action::Suspend(sig);
+        }
         if !signals::is_terminating(sig) || matches!(self.state, State::Stopping(_)) {
             return Action::Forward(sig);
         }
@@ -699,7 +726,11 @@ mod tests {
     #[test]
     fn leftovers_of_a_stop_get_the_rest_of_the_grace_period() {
         let t0 = Instant::now();
-        let mut m = Machine::new(DrainPolicy::default(), StopPolicy::default());
+        let stop = StopPolicy {
+            grace: Some(secs(6.0)),
+            ..StopPolicy::default()
+        };
+        let mut m = Machine::new(DrainPolicy::default(), stop);
         assert_eq!(m.on_signal(libc::SIGINT, t0), Action::Stop(libc::SIGINT));
         let action = m.child_exited(130, t0 + secs(1.0));
         assert_eq!(action, Action::TermLeftovers { after_stop: true });
@@ -716,6 +747,7 @@ mod tests {
             rewrites,
             grace: None,
             wait_adopted: false,
+            job_control: false,
         };
         let mut m = Machine::new(DrainPolicy::default(), stop);
         assert_eq!(m.on_signal(libc::SIGUSR1, t0), Action::Nothing, "dropped");

@@ -8,16 +8,17 @@
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Instant, UNIX_EPOCH};
 
 use log::{error, warn};
+use nix::sys::socket::{listen, Backlog};
 
 use crate::checks::CheckReport;
 use crate::drain::State;
+use crate::listeners;
 use crate::logger::{self, Throttle};
 use crate::server::{self, Limits};
 use crate::shared::Shared;
@@ -70,22 +71,37 @@ impl Reply {
 /// its sockets are evicted) overflowed that, the kernel dropped the SYNs of
 /// real probes, and they came in only on the client's retransmit a second
 /// later. The kernel caps this at net.core.somaxconn.
-const LISTEN_BACKLOG: libc::c_int = 4096;
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds the health port. Failing here is a startup error: a container
 /// whose health port is taken would never look ready.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| format!("cannot listen for health checks on {addr}: {e}"))?;
+    let listener = bind_or_explain(addr, "health checks", "--health-addr")?;
     // Listening again on a listening socket only changes its backlog.
-    // SAFETY: listen() on a descriptor this function owns.
-    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
-        warn!(
-            "cannot raise the health port's backlog: {}",
-            io::Error::last_os_error()
-        );
+    if let Err(e) = listen(
+        &listener,
+        Backlog::new(LISTEN_BACKLOG).unwrap_or(Backlog::MAXCONN),
+    ) {
+        warn!("cannot raise the health port's backlog: {e}");
     }
     Ok(listener)
+}
+
+/// Binds `addr`, or says in one line why not and what to do: a taken port
+/// names the process that holds it when /proc shows it.
+fn bind_or_explain(addr: SocketAddr, what: &str, option: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).map_err(|e| {
+        let mut why = format!("cannot listen for {what} on {addr}: {e}");
+        if e.kind() == io::ErrorKind::AddrInUse {
+            if let Some(h) = listeners::holder_of(addr.port()) {
+                why.push_str(&format!("; pid {} ({}) listens there", h.pid, h.comm));
+            }
+            why.push_str(&format!(
+                "; give drainit another port with {option} :PORT, or turn it off with {option} none"
+            ));
+        }
+        why
+    })
 }
 
 /// Serves requests on their own thread until the process exits. A panic
@@ -127,6 +143,24 @@ pub fn start(
     Ok(())
 }
 
+/// A real fault, as the kernel reports one: it must end drainit even with
+/// every signal blocked.
+#[cfg(debug_assertions)]
+fn illegal_instruction() -> ! {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: ud2 raises SIGILL and never returns; it touches no memory.
+    unsafe {
+        std::arch::asm!("ud2", options(noreturn))
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: udf raises SIGILL and never returns; it touches no memory.
+    unsafe {
+        std::arch::asm!("udf #0", options(noreturn))
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    std::process::abort()
+}
+
 /// The paths served, as counted in /metrics.
 const PATHS: [&str; 8] = [
     "/livez",
@@ -145,8 +179,12 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
     let path = req.url.split_once('?').map_or(req.url, |(p, _)| p);
     // Fault injection for the tests; compiled out of release builds.
     #[cfg(debug_assertions)]
-    if path == "/debug/panic" && req.peer.is_some_and(is_loopback) {
-        panic!("panic injected through /debug/panic");
+    if req.peer.is_some_and(is_loopback) {
+        match path {
+            "/debug/panic" => panic!("panic injected through /debug/panic"),
+            "/debug/fault" => illegal_instruction(),
+            _ => {}
+        }
     }
     let Some(&known) = PATHS.iter().find(|p| **p == path) else {
         return Reply::json(404, "{\"error\":\"not found\"}\n".into());
@@ -444,7 +482,7 @@ fn metrics(shared: &Shared) -> Reply {
 
 /// Binds the agent-check port; a taken port is a startup error too.
 pub fn bind_agent(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).map_err(|e| format!("cannot listen for agent checks on {addr}: {e}"))
+    bind_or_explain(addr, "agent checks", "--agent-addr")
 }
 
 /// HAProxy's agent-check: one line per connection, `ready`, `drain`

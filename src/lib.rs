@@ -15,6 +15,7 @@ pub mod client;
 pub mod drain;
 pub mod health;
 pub mod http;
+pub mod listeners;
 pub mod logger;
 pub mod opts;
 pub mod reap;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 
 use libc::c_int;
 use log::{error, warn};
+use nix::sys::prctl;
 
 use crate::cli::{Config, Invocation, EXIT_USAGE};
 use crate::drain::Machine;
@@ -38,14 +40,18 @@ use crate::shared::Shared;
 use crate::spawn::Inherited;
 use crate::supervisor::Supervisor;
 
-/// drainit's whole life: `args` without argv[0], and the signal state
-/// captured before anything could change it.
-pub fn entry(inherited: std::io::Result<Inherited>, args: Vec<OsString>) -> c_int {
+/// drainit's whole life: the name it was invoked as (argv[0]), its
+/// arguments, and the signal state captured before anything could change it.
+pub fn entry(
+    inherited: std::io::Result<Inherited>,
+    invoked_as: OsString,
+    args: Vec<OsString>,
+) -> c_int {
     let env = |k: &str| std::env::var(k).ok();
     if let Some(sub) = args.first().filter(|a| client::is_subcommand(a)) {
         return client::run(&sub.to_string_lossy(), &args[1..], &env);
     }
-    let config = match cli::parse(&args, &env) {
+    let config = match cli::parse(&invoked_as, &args, &env) {
         Ok(Invocation::Run(config)) => config,
         Ok(Invocation::Help) => {
             print!("{}", cli::help());
@@ -53,6 +59,10 @@ pub fn entry(inherited: std::io::Result<Inherited>, args: Vec<OsString>) -> c_in
         }
         Ok(Invocation::Version) => {
             println!("drainit {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        Ok(Invocation::License) => {
+            print!("{}", include_str!("../LICENSE"));
             return 0;
         }
         Err(e) => {
@@ -105,7 +115,11 @@ fn run(config: Config, inherited: Inherited) -> c_int {
         return fail(&e);
     }
     warn_if_over_budget(&config);
-    let shared = match Shared::new(Machine::new(config.drain.clone(), config.stop.clone())) {
+    let mut machine = Machine::new(config.drain.clone(), config.stop.clone());
+    if config.setsid && spawn::give_up_terminal() {
+        machine.ignore_once(&[libc::SIGHUP, libc::SIGCONT]);
+    }
+    let shared = match Shared::new(machine) {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(&format!("cannot create the wake-up pipe: {e}")),
     };
@@ -116,7 +130,7 @@ fn run(config: Config, inherited: Inherited) -> c_int {
             return EXIT_USAGE;
         }
     };
-    let child = match spawn::spawn(&config.program, &inherited) {
+    let child = match spawn::spawn(&config.program, &inherited, config.setsid) {
         Ok(pid) => pid,
         Err(e) => {
             eprintln!("drainit: {}", e.message);
@@ -149,10 +163,12 @@ fn run(config: Config, inherited: Inherited) -> c_int {
     }
 }
 
-/// As PID 1, drainit inherits every orphan. Otherwise it must ask for them.
+/// As PID 1, drainit inherits every orphan. Otherwise it must ask for
+/// them, unless whoever started it has already made it a subreaper.
 fn become_reaper(config: &Config) -> Result<(), String> {
     if let Some(sig) = config.pdeath_signal {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and nothing else.
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and nothing
+        // else; nix's wrapper cannot name real-time signals.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0 {
             return Err(format!(
                 "cannot set the parent-death signal: {}",
@@ -160,7 +176,7 @@ fn become_reaper(config: &Config) -> Result<(), String> {
             ));
         }
     }
-    if std::process::id() == 1 {
+    if std::process::id() == 1 || prctl::get_child_subreaper().unwrap_or(false) {
         return Ok(());
     }
     if !config.subreaper {
@@ -169,14 +185,7 @@ fn become_reaper(config: &Config) -> Result<(), String> {
         );
         return Ok(());
     }
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes a flag and nothing else.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) } != 0 {
-        return Err(format!(
-            "cannot register as child subreaper: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    prctl::set_child_subreaper(true).map_err(|e| format!("cannot register as child subreaper: {e}"))
 }
 
 /// A stop that outlasts the orchestrator's budget ends in its SIGKILL,

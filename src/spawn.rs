@@ -11,7 +11,7 @@ use std::process::Command;
 
 use libc::c_int;
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
-use nix::unistd::{tcsetpgrp, Pid};
+use nix::unistd::{getsid, setsid, tcsetpgrp, Pid};
 
 use crate::signals::MAX_SIGNAL;
 
@@ -70,13 +70,33 @@ pub struct SpawnError {
     pub message: String,
 }
 
-/// Starts `program` in its own process group. When stdin is a terminal
-/// the new group is made its foreground group, so Ctrl-C and job control
-/// reach the child as they would from a shell.
-pub fn spawn(program: &[OsString], inherited: &Inherited) -> Result<libc::pid_t, SpawnError> {
+/// Where the child runs.
+#[derive(Clone, Copy)]
+pub enum Placement {
+    /// In a process group of its own (tini's way), made the terminal's
+    /// foreground group when there is a terminal, so Ctrl-C and job
+    /// control reach it as they would from a shell.
+    Group { foreground: bool },
+    /// In a session of its own that takes the terminal (dumb-init's way),
+    /// so a shell run as the child has job control.
+    Session { terminal: bool },
+}
+
+/// Starts `program` in a group or, with `setsid`, a session of its own.
+pub fn spawn(
+    program: &[OsString],
+    inherited: &Inherited,
+    setsid: bool,
+) -> Result<libc::pid_t, SpawnError> {
     let mut command = Command::new(&program[0]);
     command.args(&program[1..]);
-    configure(&mut command, inherited, io::stdin().is_terminal());
+    let tty = io::stdin().is_terminal();
+    let placement = if setsid {
+        Placement::Session { terminal: tty }
+    } else {
+        Placement::Group { foreground: tty }
+    };
+    configure(&mut command, inherited, placement);
     match command.spawn() {
         Ok(child) => Ok(child.id() as libc::pid_t),
         Err(e) => Err(SpawnError {
@@ -90,17 +110,24 @@ pub fn spawn(program: &[OsString], inherited: &Inherited) -> Result<libc::pid_t,
     }
 }
 
-/// Makes `command` start in a new process group (the terminal's foreground
-/// group when `foreground`) with the inherited signal mask and ignored set.
-pub fn configure(command: &mut Command, inherited: &Inherited, foreground: bool) {
+/// The variable that holds the control token.
+pub const CONTROL_TOKEN_ENV: &str = "DRAINIT_CONTROL_TOKEN";
+
+/// Makes `command` start where `placement` says, with the inherited signal
+/// mask and ignored set. drainit's control token is not passed on: the app
+/// has no use for it, and everything it starts could read it.
+pub fn configure(command: &mut Command, inherited: &Inherited, placement: Placement) {
+    command.env_remove(CONTROL_TOKEN_ENV);
     let mask = inherited.mask;
     let ignored = inherited.ignored.clone();
     let all = SigSet::all();
-    command.process_group(0);
+    if let Placement::Group { .. } = placement {
+        command.process_group(0);
+    }
     // SAFETY: the closure runs between fork and exec and calls only
-    // async-signal-safe functions (getpid, tcsetpgrp, signal,
-    // pthread_sigmask) on data captured by value; it allocates nothing.
-    // Descriptor 0 stays open for the closure's whole run.
+    // async-signal-safe functions (getpid, setsid, tcsetpgrp, ioctl,
+    // signal, pthread_sigmask) on data captured by value; it allocates
+    // nothing. Descriptor 0 stays open for the closure's whole run.
     unsafe {
         command.pre_exec(move || {
             // std empties the mask before this runs: block everything
@@ -108,8 +135,18 @@ pub fn configure(command: &mut Command, inherited: &Inherited, foreground: bool)
             // sent to the new pid can act before exec, and tcsetpgrp from
             // what is still a background group cannot raise SIGTTOU.
             pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&all), None)?;
-            if foreground {
-                let _ = tcsetpgrp(BorrowedFd::borrow_raw(libc::STDIN_FILENO), Pid::this());
+            match placement {
+                Placement::Group { foreground: true } => {
+                    let _ = tcsetpgrp(BorrowedFd::borrow_raw(libc::STDIN_FILENO), Pid::this());
+                }
+                Placement::Group { foreground: false } => {}
+                Placement::Session { terminal } => {
+                    setsid()?;
+                    // Fails harmlessly when drainit could not give it up.
+                    if terminal {
+                        libc::ioctl(libc::STDIN_FILENO, libc::TIOCSCTTY, 0);
+                    }
+                }
             }
             for &sig in &ignored {
                 set_disposition(sig, libc::SIG_IGN)?;
@@ -118,4 +155,17 @@ pub fn configure(command: &mut Command, inherited: &Inherited, foreground: bool)
             Ok(())
         });
     }
+}
+
+/// Gives up the controlling terminal so the child's new session can take
+/// it (dumb-init's setsid mode). Returns whether drainit led the session
+/// that had it: then the kernel sent its foreground group (drainit) a
+/// SIGHUP and a SIGCONT that must not reach the child.
+pub fn give_up_terminal() -> bool {
+    if !io::stdin().is_terminal() {
+        return false;
+    }
+    // SAFETY: TIOCNOTTY takes no argument and changes no memory.
+    let detached = unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCNOTTY) } == 0;
+    detached && getsid(None).is_ok_and(|sid| sid == Pid::this())
 }

@@ -133,6 +133,16 @@ impl Supervisor {
                 }
                 // Reaping happens once per loop turn, whatever woke it.
                 Ok(Some(info)) if info.ssi_signo == libc::SIGCHLD as u32 => {}
+                // The kernel's own fault report (si_code > 0) is never the
+                // child's business; only one sent with kill(2) is.
+                Ok(Some(info))
+                    if info.ssi_code > 0 && signals::is_fault(info.ssi_signo as c_int) =>
+                {
+                    debug!(
+                        "ignoring {} raised by the kernel",
+                        signals::name(info.ssi_signo as c_int)
+                    );
+                }
                 Ok(Some(info)) => {
                     let sig = info.ssi_signo as c_int;
                     debug!("received {}", signals::name(sig));
@@ -156,6 +166,13 @@ impl Supervisor {
             Action::Stop(sig) => {
                 self.forward(sig);
                 self.signal_adopted(sig);
+            }
+            Action::Suspend(sig) => {
+                self.forward(sig);
+                // As PID 1 the kernel drops this (init cannot be stopped
+                // from inside its namespace), as it does for dumb-init.
+                debug!("stopping drainit itself after {}", signals::name(sig));
+                let _ = signals::send(self.me, libc::SIGSTOP);
             }
             Action::Kill => self.kill_at_grace_end(),
             Action::TermLeftovers { after_stop } => self.term_leftovers(after_stop),

@@ -113,6 +113,8 @@ pub struct Builder {
     /// Where drainit's stdout and stderr go instead of the files of `Init::dir`.
     log: Option<std::os::fd::OwnedFd>,
     namespace: bool,
+    /// The path drainit is started by (a symlink gives it another argv[0]).
+    binary: String,
 }
 
 impl Builder {
@@ -130,6 +132,12 @@ impl Builder {
     /// test holds) instead of files.
     pub fn log_to(mut self, fd: std::os::fd::OwnedFd) -> Builder {
         self.log = Some(fd);
+        self
+    }
+
+    /// Start drainit through `path`, such as a symlink called dumb-init.
+    pub fn binary(mut self, path: &Path) -> Builder {
+        self.binary = path.to_string_lossy().into_owned();
         self
     }
 
@@ -158,7 +166,7 @@ impl Builder {
         }
         // WRAPPER... drainit [-s] ARGS, run by unshare when drainit is PID 1.
         let mut argv: Vec<&str> = wrapper.to_vec();
-        argv.push(DRAINIT);
+        argv.push(&self.binary);
         if self.namespace && !as_pid1 {
             argv.push("-s");
         }
@@ -232,6 +240,7 @@ impl Init {
             stdin: None,
             log: None,
             namespace: true,
+            binary: DRAINIT.to_string(),
         }
     }
 
