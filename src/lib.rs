@@ -93,7 +93,7 @@ pub fn entry(
     code
 }
 
-/// How long drainit's exit may wait for its last log lines to be written.
+/// How long drainit's exit waits for a log that makes no progress.
 const LOG_FLUSH_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn fail(message: &str) -> c_int {

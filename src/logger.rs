@@ -33,6 +33,8 @@ struct Queue {
     unreported: u64,
     /// Whether the writer is between taking lines and finishing their write.
     writing: bool,
+    /// Batches written so far, so a flush can tell a slow log from a stalled one.
+    written: u64,
 }
 
 struct Logger {
@@ -49,6 +51,7 @@ static LOGGER: Logger = Logger {
         bytes: 0,
         unreported: 0,
         writing: false,
+        written: 0,
     }),
     changed: Condvar::new(),
     dropped_total: AtomicU64::new(0),
@@ -82,12 +85,18 @@ pub fn dropped_total() -> u64 {
     LOGGER.dropped_total.load(Ordering::Relaxed)
 }
 
-/// Waits until every queued line is written, or `timeout` passes: a stalled
-/// log may delay drainit's exit by that much, never more.
-pub fn flush(timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+/// Waits until every queued line is written, giving up once the writer has
+/// made no progress for `patience`: a stalled log delays drainit's exit by
+/// that much, a slow one does not lose its last lines.
+pub fn flush(patience: Duration) {
     let mut queue = LOGGER.lock();
+    let mut seen = queue.written;
+    let mut deadline = Instant::now() + patience;
     while !queue.lines.is_empty() || queue.writing {
+        if queue.written != seen {
+            seen = queue.written;
+            deadline = Instant::now() + patience;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
@@ -166,7 +175,10 @@ impl Logger {
             let batch = self.next_batch();
             // A closed stderr (EPIPE) loses the lines: nobody reads them.
             let _ = stderr.write_all(batch.as_bytes());
-            self.lock().writing = false;
+            let mut queue = self.lock();
+            queue.writing = false;
+            queue.written += 1;
+            drop(queue);
             self.changed.notify_all();
         }
     }
