@@ -218,7 +218,7 @@ fn dual_stack_listener_tells_mapped_loopback_from_remote() {
     let v6 = std::net::TcpListener::bind("[::1]:0").is_ok()
         && std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|v| v.trim() == "0");
     if !v6 {
-        eprintln!("SKIPPED: no dual-stack IPv6 here");
+        skip("no dual-stack IPv6 here");
         return;
     }
     let ns = netns();

@@ -69,6 +69,61 @@ pub fn clean_env(cmd: &mut Command) {
     }
 }
 
+/// The ways drainit runs that must not change how it forwards signals,
+/// reaps and exits: with the health server (and so the drain of SIGTERM,
+/// kept short here) and without, with -g and without. The core tests run
+/// in every one, so a regression in one mode cannot hide behind another.
+#[derive(Clone, Copy, Debug)]
+pub struct Mode {
+    pub health: bool,
+    pub group: bool,
+}
+
+pub const MODES: [Mode; 4] = [
+    Mode {
+        health: false,
+        group: false,
+    },
+    Mode {
+        health: true,
+        group: false,
+    },
+    Mode {
+        health: false,
+        group: true,
+    },
+    Mode {
+        health: true,
+        group: true,
+    },
+];
+
+impl Mode {
+    /// drainit's options for this mode.
+    pub fn args(self) -> Vec<String> {
+        let mut args: Vec<String> = if self.health {
+            let addr = format!("127.0.0.1:{}", free_port());
+            ["--health-addr", &addr, "--drain-delay", "0.2"]
+                .map(String::from)
+                .to_vec()
+        } else {
+            vec!["--health-addr".into(), "none".into()]
+        };
+        if self.group {
+            args.push("-g".into());
+        }
+        args
+    }
+}
+
+/// Runs `test` once in every [`Mode`]; a failure's output names the mode.
+pub fn in_every_mode(test: impl Fn(Mode)) {
+    for mode in MODES {
+        eprintln!("--- in mode {mode:?}");
+        test(mode);
+    }
+}
+
 /// Whether tests may create PID namespaces here (root with unshare).
 pub fn can_unshare() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
@@ -91,8 +146,36 @@ pub fn require(what: &str, present: bool, why: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what} is required in CI but missing: {why}");
     }
-    eprintln!("SKIPPED: {what} is missing ({why})");
+    skip(&format!("{what} is missing ({why})"));
     false
+}
+
+/// Tests of this binary that returned early: libtest reports them "ok",
+/// so they are listed again after its summary, where nobody misses them.
+static SKIPPED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Records that the calling test checks nothing here, and why. The caller
+/// returns at once.
+pub fn skip(reason: &str) {
+    let test = thread::current().name().unwrap_or("?").to_string();
+    eprintln!("SKIPPED: {reason}");
+    let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if skipped.is_empty() {
+        // SAFETY: registers a plain extern "C" function with no arguments.
+        unsafe { libc::atexit(report_skipped) };
+    }
+    skipped.push(format!("{test}: {reason}"));
+}
+
+extern "C" fn report_skipped() {
+    let skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    eprintln!(
+        "\nSKIPPED, NOT PASSED: {} test(s) above checked nothing here:",
+        skipped.len()
+    );
+    for line in skipped.iter() {
+        eprintln!("  {line}");
+    }
 }
 
 /// drainit running as PID 1 of its own PID namespace (or, where that is
@@ -1199,9 +1282,9 @@ pub fn with_hosts(hosts: &Path) -> Option<Vec<String>> {
     match first {
         Some(line) if line.starts_with("::1 ") => Some(prefix),
         other => {
-            eprintln!(
-                "SKIPPED: cannot make `localhost` resolve to ::1 first here (getent said {other:?})"
-            );
+            skip(&format!(
+                "cannot make `localhost` resolve to ::1 first here (getent said {other:?})"
+            ));
             None
         }
     }
