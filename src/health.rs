@@ -510,7 +510,7 @@ mod tests {
     fn shared() -> Shared {
         let mut m = Machine::new(DrainPolicy::default(), StopPolicy::default());
         m.checks_changed(true, "test");
-        Shared::new(m).unwrap()
+        Shared::new(m)
     }
 
     fn settings() -> HealthSettings {

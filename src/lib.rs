@@ -89,12 +89,12 @@ pub fn entry(
         Err(e) => return fail(&format!("cannot read the inherited signal state: {e}")),
     };
     let code = run(*config, inherited);
-    logger::flush(LOG_FLUSH_AT_EXIT);
+    logger::flush(LOG_PATIENCE);
     code
 }
 
-/// How long drainit's exit waits for a log that makes no progress.
-const LOG_FLUSH_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long drainit's start and exit wait for a log that makes no progress.
+const LOG_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn fail(message: &str) -> c_int {
     error!("{message}");
@@ -119,10 +119,7 @@ fn run(config: Config, inherited: Inherited) -> c_int {
     if config.setsid && spawn::give_up_terminal() {
         machine.ignore_once(&[libc::SIGHUP, libc::SIGCONT]);
     }
-    let shared = match Shared::new(machine) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return fail(&format!("cannot create the wake-up pipe: {e}")),
-    };
+    let shared = Arc::new(Shared::new(machine));
     let endpoints = match bind_endpoints(&config) {
         Ok(e) => e,
         Err(e) => {
@@ -130,6 +127,8 @@ fn run(config: Config, inherited: Inherited) -> c_int {
             return EXIT_USAGE;
         }
     };
+    // Start-up warnings come out before anything the child writes.
+    logger::flush(LOG_PATIENCE);
     let child = match spawn::spawn(&config.program, &inherited, config.setsid) {
         Ok(pid) => pid,
         Err(e) => {
@@ -154,13 +153,7 @@ fn run(config: Config, inherited: Inherited) -> c_int {
         warn_on_reap: config.warn_on_reap,
         remap_exit: config.remap_exit,
     };
-    match Supervisor::new(settings, shared, &forwardable, child) {
-        Ok(s) => s.run(),
-        Err(e) => {
-            let _ = signals::send(-child, libc::SIGKILL);
-            fail(&format!("cannot create the signalfd: {e}"))
-        }
-    }
+    Supervisor::new(settings, shared, forwardable, child).run()
 }
 
 /// As PID 1, drainit inherits every orphan. Otherwise it must ask for

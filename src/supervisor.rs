@@ -1,20 +1,21 @@
 //! The signal loop: the one thread that owns the child.
 //!
-//! It sleeps in poll(2) on a signalfd and on the waker pipe, with a timeout
-//! only when the drain machine has a deadline, so an idle drainit is never
-//! woken. The machine decides what every signal, exit and deadline means;
-//! this loop only does the I/O: read signals, send them, reap, sleep.
+//! It sleeps in sigtimedwait(2), with a timeout only when the drain machine
+//! has a deadline, so an idle drainit is never woken, and a signal costs
+//! one wait and one kill, as in dumb-init. Other threads wake it with a
+//! SIGCHLD sent to drainit itself: every SIGCHLD makes it reap and read the
+//! machine's deadline again. The machine decides what every signal, exit
+//! and deadline means; this loop only does the I/O: take signals, send
+//! them, reap, sleep.
 
-use std::os::fd::AsFd;
+use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use libc::{c_int, pid_t};
 use log::{debug, info, warn};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::SigSet;
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::drain::Action;
 use crate::logger::Throttle;
@@ -34,48 +35,54 @@ pub struct Settings {
 pub struct Supervisor {
     settings: Settings,
     shared: Arc<Shared>,
-    sigfd: SignalFd,
+    /// The signals waited for: every one drainit blocks.
+    signals: SigSet,
     me: pid_t,
     child: pid_t,
     /// The main child's exit code, once it is reaped.
     exit: Option<i32>,
+    /// Whether drainit had children at the last reap.
+    children_left: bool,
+    /// What the machine asked for when the child exited, done once the
+    /// reaping is over and only if there is anything left to do it to.
+    after_exit: Option<Action>,
     /// Adopted processes that were sent the stop signal with the child.
     stop_signalled: Vec<pid_t>,
 }
 
 impl Supervisor {
-    /// `forwardable` must already be blocked in every thread.
+    /// `signals` must already be blocked in every thread, since before the
+    /// child was started: a SIGCHLD of a child that died at once waits.
     pub fn new(
         settings: Settings,
         shared: Arc<Shared>,
-        forwardable: &SigSet,
+        signals: SigSet,
         child: pid_t,
-    ) -> nix::Result<Supervisor> {
-        let sigfd =
-            SignalFd::with_flags(forwardable, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-        Ok(Supervisor {
+    ) -> Supervisor {
+        Supervisor {
             settings,
             shared,
-            sigfd,
+            signals,
             me: std::process::id() as pid_t,
             child,
             exit: None,
+            children_left: true,
+            after_exit: None,
             stop_signalled: Vec::new(),
-        })
+        }
     }
 
     /// Runs until the child has exited and its descendants are gone;
     /// returns drainit's exit code.
     pub fn run(mut self) -> i32 {
         loop {
-            // Also catches a child that died before the signalfd existed.
-            let children_left = self.reap();
-            if let Some(code) = self.exit.filter(|_| !children_left) {
+            if let Some(code) = self.exit.filter(|_| !self.children_left) {
                 return self.remap(code);
             }
             let deadline = self.shared.machine(|m| m.next_deadline());
-            self.wait(deadline);
-            self.read_signals();
+            if let Some(info) = self.next_signal(deadline) {
+                self.on_signal(&info);
+            }
             let action = self.shared.machine(|m| m.tick(Instant::now()));
             if action == Action::GiveUp {
                 return self.remap(self.exit.unwrap_or(1));
@@ -84,79 +91,68 @@ impl Supervisor {
         }
     }
 
-    /// Sleeps until a signal, a wake-up, or `deadline`. A wake-up is
-    /// consumed here, so no caller can spin on a waker left readable.
-    fn wait(&self, deadline: Option<Instant>) {
-        let timeout = deadline.map_or(PollTimeout::NONE, |d| {
-            // Round up, so the loop never wakes just before a deadline and spins.
-            let ms = d
-                .saturating_duration_since(Instant::now())
-                .as_micros()
-                .div_ceil(1000);
-            PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
-        });
-        let mut fds = [
-            PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.shared.waker.fd(), PollFlags::POLLIN),
-        ];
-        if let Err(e) = poll(&mut fds, timeout) {
-            if e != nix::errno::Errno::EINTR {
-                static POLL_FAILED: Throttle = Throttle::new();
-                POLL_FAILED.warn(|| format!("poll failed: {e}"));
+    /// The next signal, waiting for it until `deadline` (for ever without
+    /// one); `None` when the deadline came first.
+    fn next_signal(&self, deadline: Option<Instant>) -> Option<libc::siginfo_t> {
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            libc::timespec {
+                tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+                tv_nsec: left.subsec_nanos().into(),
             }
+        });
+        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: the set, the info buffer and the optional timeout are all
+        // valid for the call; sigtimedwait writes only into `info`.
+        let sig = unsafe {
+            libc::sigtimedwait(
+                self.signals.as_ref(),
+                info.as_mut_ptr(),
+                timeout.as_ref().map_or(std::ptr::null(), |t| t),
+            )
+        };
+        if sig < 0 {
+            let e = std::io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                static WAIT_FAILED: Throttle = Throttle::new();
+                WAIT_FAILED.warn(|| format!("sigtimedwait failed: {e}"));
+            }
+            return None;
         }
-        if fds[1]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN))
-        {
-            self.shared.waker.clear();
-        }
+        // SAFETY: sigtimedwait succeeded, so it filled `info`.
+        Some(unsafe { info.assume_init() })
     }
 
-    fn read_signals(&mut self) {
-        loop {
-            match self.sigfd.read_signal() {
-                Ok(Some(info))
-                    if info.ssi_pid == self.me as u32 && info.ssi_signo != libc::SIGCHLD as u32 =>
-                {
-                    // Raised by drainit itself, such as SIGPIPE from a log
-                    // write to a closed pipe: not meant for the child. Not
-                    // logged: with nobody reading the log, that line raised
-                    // the next SIGPIPE, forever, and this thread-directed
-                    // one was always read before any signal sent to drainit.
-                    if info.ssi_signo != libc::SIGPIPE as u32 {
-                        debug!(
-                            "ignoring {} raised by drainit itself",
-                            signals::name(info.ssi_signo as c_int)
-                        );
-                    }
-                }
-                // Reaping happens once per loop turn, whatever woke it.
-                Ok(Some(info)) if info.ssi_signo == libc::SIGCHLD as u32 => {}
-                // The kernel's own fault report (si_code > 0) is never the
-                // child's business; only one sent with kill(2) is.
-                Ok(Some(info))
-                    if info.ssi_code > 0 && signals::is_fault(info.ssi_signo as c_int) =>
-                {
-                    debug!(
-                        "ignoring {} raised by the kernel",
-                        signals::name(info.ssi_signo as c_int)
-                    );
-                }
-                Ok(Some(info)) => {
-                    let sig = info.ssi_signo as c_int;
-                    debug!("received {}", signals::name(sig));
-                    let action = self.shared.machine(|m| m.on_signal(sig, Instant::now()));
-                    self.act(action);
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    static READ_FAILED: Throttle = Throttle::new();
-                    READ_FAILED.warn(|| format!("reading signals failed: {e}"));
-                    return;
-                }
+    fn on_signal(&mut self, info: &libc::siginfo_t) {
+        let sig = info.si_signo;
+        // SAFETY: si_pid is set for every signal sigtimedwait returns: by
+        // kill/sigqueue/tgkill, and by the kernel for SIGCHLD; it reads 0
+        // for kernel-raised ones that carry no sender.
+        let sender = unsafe { info.si_pid() };
+        if sig == libc::SIGCHLD {
+            // A child changed state, or another thread wants the deadline
+            // read again; either way, reap and let the loop go round. No
+            // children left means no descendants either (orphans come to
+            // us): the common, fast exit needs no /proc scan.
+            self.children_left = self.reap();
+            if let Some(action) = self.after_exit.take().filter(|_| self.children_left) {
+                self.act(action);
             }
+            return;
         }
+        if sender == self.me {
+            debug!("ignoring {} raised by drainit itself", signals::name(sig));
+            return;
+        }
+        // The kernel's own fault report (si_code > 0) is never the child's
+        // business; only one sent with kill(2) is.
+        if info.si_code > 0 && signals::is_fault(sig) {
+            debug!("ignoring {} raised by the kernel", signals::name(sig));
+            return;
+        }
+        debug!("received {}", signals::name(sig));
+        let action = self.shared.machine(|m| m.on_signal(sig, Instant::now()));
+        self.act(action);
     }
 
     fn act(&mut self, action: Action) {
@@ -282,11 +278,7 @@ impl Supervisor {
         let action = self
             .shared
             .machine(|m| m.child_exited(code, Instant::now()));
-        // No children left means no descendants either (orphans come to
-        // us): the common, fast exit needs no /proc scan.
-        if self.reap() {
-            self.act(action);
-        }
+        self.after_exit = Some(action);
     }
 
     /// Once the child is gone, nothing it started may outlive drainit:

@@ -347,7 +347,7 @@ fn machine(drained: bool) -> Shared {
     if drained {
         m.manual(true, std::time::Instant::now()).unwrap();
     }
-    Shared::new(m).unwrap()
+    Shared::new(m)
 }
 
 /// State name and drain count.

@@ -369,6 +369,18 @@ impl Init {
         fs::read_to_string(self.dir.path("stderr")).unwrap_or_default()
     }
 
+    /// drainit's log once `pred` holds for it: the log is written by a
+    /// thread of its own, a moment after what it tells. Panics naming
+    /// `what` after 10 s.
+    pub fn log_when(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let mut log = String::new();
+        wait_for(Duration::from_secs(10), what, || {
+            log = self.stderr();
+            pred(&log)
+        });
+        log
+    }
+
     pub fn stdout(&self) -> String {
         fs::read_to_string(self.dir.path("stdout")).unwrap_or_default()
     }
