@@ -33,7 +33,7 @@ use nix::unistd::{dup2, fork, getpgrp, getpid, getsid, pause, setsid, tcgetpgrp,
 use signal_hook::iterator::Signals;
 
 const USAGE: &str = "usage: sigrec [--out FILE] [--ready FILE] [--status FILE] [--term-exit CODE]
-              [--ignore-term] [--exit CODE] [--exit-after MS] [--kill-self SIG]
+              [--ignore-term] [--term-delay MS] [--exit CODE] [--exit-after MS] [--kill-self SIG]
               [--orphans N] [--orphans-sleep MS] [--daemon FILE] [--daemon-ignore-term]
               [--sleep-children N]";
 
@@ -48,6 +48,7 @@ struct Opts {
     status: Option<PathBuf>,
     term_exit: i32,
     ignore_term: bool,
+    term_delay_ms: u64,
     exit: Option<i32>,
     exit_after_ms: Option<u64>,
     kill_self: Option<i32>,
@@ -123,6 +124,8 @@ fn run(args: Vec<OsString>) -> ! {
             rec.record(sig);
         }
         if let (true, Some(code)) = (is_term(sig), term_exit) {
+            // A slow shutdown: a JVM, a database flush, a queue worker.
+            thread::sleep(Duration::from_millis(opts.term_delay_ms));
             exit(code);
         }
     }
@@ -148,6 +151,7 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Opts, String> 
             "--status" => opts.status = Some(path_value(flag, &mut args)?),
             "--daemon" => opts.daemon = Some(path_value(flag, &mut args)?),
             "--term-exit" => opts.term_exit = value(flag, &mut args)?,
+            "--term-delay" => opts.term_delay_ms = value(flag, &mut args)?,
             "--exit" => opts.exit = Some(value(flag, &mut args)?),
             "--exit-after" => opts.exit_after_ms = Some(value(flag, &mut args)?),
             "--kill-self" => opts.kill_self = Some(signal_value(flag, &mut args)?),

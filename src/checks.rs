@@ -20,7 +20,7 @@ use log::{debug, warn};
 use crate::http::client::{self, Url};
 use crate::json;
 use crate::shared::Shared;
-use crate::spawn::{self, Inherited};
+use crate::spawn::{self, Inherited, Placement};
 
 #[derive(Clone, Debug)]
 pub struct CheckSettings {
@@ -99,6 +99,33 @@ impl CheckSettings {
             || self.ready_file.is_some()
             || self.ready_cmd.is_some()
     }
+}
+
+/// `--ready-cmd`'s words, split on spaces; `sh -c SCRIPT` keeps SCRIPT whole.
+pub fn parse_command(value: &str) -> Result<Vec<String>, String> {
+    let words: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+    if words.is_empty() {
+        return Err("expected a command".into());
+    }
+    if words.len() >= 2 && words[1] == "-c" && (words[0] == "sh" || words[0].ends_with("/sh")) {
+        let script = value.trim_start()[words[0].len()..].trim_start()[2..].trim();
+        return Ok(vec![
+            words[0].clone(),
+            "-c".into(),
+            unquote(script).to_string(),
+        ]);
+    }
+    Ok(words)
+}
+
+/// Strips one pair of matching outer quotes, as a shell would.
+fn unquote(s: &str) -> &str {
+    for q in ['\'', '"'] {
+        if s.len() >= 2 && s.starts_with(q) && s.ends_with(q) {
+            return &s[1..s.len() - 1];
+        }
+    }
+    s
 }
 
 fn parse_host_port(addr: &str) -> Result<(), String> {
@@ -252,7 +279,7 @@ fn record(reports: &[CheckReport], threshold: &mut Threshold, shared: &Shared, g
                 failing.join("; ")
             )
         };
-        shared.machine().checks_changed(ready, &reason);
+        shared.machine(|m| m.checks_changed(ready, &reason));
     } else if !failing.is_empty() {
         debug!("readiness check failing: {}", failing.join("; "));
     }
@@ -333,7 +360,11 @@ fn check_cmd(argv: &[String], timeout: Duration, inherited: &Inherited) -> Resul
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    spawn::configure(&mut command, inherited, false);
+    spawn::configure(
+        &mut command,
+        inherited,
+        Placement::Group { foreground: false },
+    );
     let child = command.spawn().map_err(|e| format!("cannot run: {e}"))?;
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();
@@ -367,9 +398,7 @@ fn check_cmd(argv: &[String], timeout: Duration, inherited: &Inherited) -> Resul
 
 /// Without readiness checks, the app is ready as soon as it runs.
 pub fn ready_without_checks(shared: &Shared) {
-    shared
-        .machine()
-        .checks_changed(true, "child started; no readiness checks configured");
+    shared.machine(|m| m.checks_changed(true, "child started; no readiness checks configured"));
 }
 
 #[cfg(test)]
@@ -408,6 +437,18 @@ mod tests {
         assert!(bad(&|s| s.ready_tcp = Some(":80".into())));
         assert!(bad(&|s| s.expect_json = true));
         assert!(!bad(&|s| s.ready_tcp = Some("db:5432".into())));
+    }
+
+    #[test]
+    fn ready_cmd_keeps_sh_c_script_whole() {
+        assert_eq!(
+            parse_command("sh -c 'test -f /x && true'").unwrap()[2],
+            "test -f /x && true"
+        );
+        assert_eq!(
+            parse_command("pg_isready -q").unwrap(),
+            vec!["pg_isready", "-q"]
+        );
     }
 
     #[test]

@@ -1,18 +1,19 @@
 //! The command line and its environment variables.
 //!
-//! Every option is described once, in [`OPTIONS`]; parsing, the environment
-//! fallback and `--help` are all driven by that table so they cannot drift
-//! apart. A flag always wins over its environment variable.
+//! Every option is one entry of [`OPTIONS`]: its flags, variables, help
+//! and what it does (see `opts`). A flag always wins over its variable.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::time::Duration;
 
 use libc::c_int;
 
-use crate::checks::CheckSettings;
-use crate::drain::DrainPolicy;
-use crate::signals::{self, Rewrites};
+use crate::checks::{self, CheckSettings};
+use crate::drain::{DrainPolicy, StopPolicy};
+use crate::opts::{self, env, flag, list, valued, Env, EnvRead, Opt};
+use crate::signals;
 
 /// Exit code for a bad command line or configuration.
 pub const EXIT_USAGE: i32 = 2;
@@ -27,19 +28,22 @@ pub struct Config {
     pub program: Vec<OsString>,
     pub subreaper: bool,
     pub process_group: bool,
+    /// The child gets its own session (dumb-init's default mode).
+    pub setsid: bool,
     pub pdeath_signal: Option<c_int>,
-    pub rewrites: Rewrites,
     pub remap_exit: Vec<i32>,
     pub log_filter: String,
+    verbosity: u32,
     pub warn_on_reap: bool,
-    pub grace: Duration,
-    pub wait_adopted: bool,
     pub health_addr: Option<SocketAddr>,
     pub agent_addr: Option<SocketAddr>,
     pub control_token: Option<String>,
     pub drain: DrainPolicy,
+    pub stop: StopPolicy,
     pub stop_timeout: Duration,
     pub checks: CheckSettings,
+    /// --help or --version, which end parsing with no program needed.
+    asked: Option<Invocation>,
 }
 
 impl Default for Config {
@@ -48,19 +52,20 @@ impl Default for Config {
             program: Vec::new(),
             subreaper: false,
             process_group: false,
+            setsid: false,
             pdeath_signal: None,
-            rewrites: Rewrites::default(),
             remap_exit: Vec::new(),
             log_filter: "warn".into(),
+            verbosity: 0,
             warn_on_reap: false,
-            grace: Duration::from_secs(6),
-            wait_adopted: true,
             health_addr: resolve_addr(DEFAULT_HEALTH_ADDR).ok().flatten(),
             agent_addr: None,
             control_token: None,
             drain: DrainPolicy::default(),
+            stop: StopPolicy::default(),
             stop_timeout: Duration::from_secs(10),
             checks: CheckSettings::default(),
+            asked: None,
         }
     }
 }
@@ -71,379 +76,501 @@ pub enum Invocation {
     Run(Box<Config>),
     Help,
     Version,
+    License,
 }
 
-/// One option: its names, environment variables (first is drainit's own,
-/// the rest are honoured aliases such as tini's), value and help text.
-pub struct OptionSpec {
-    pub long: &'static str,
-    pub short: Option<char>,
-    pub env: &'static [&'static str],
-    pub value: Option<&'static str>,
-    pub help: &'static str,
-}
-
-const fn opt(
-    long: &'static str,
-    short: Option<char>,
-    env: &'static [&'static str],
-    value: Option<&'static str>,
-    help: &'static str,
-) -> OptionSpec {
-    OptionSpec {
-        long,
-        short,
-        env,
-        value,
-        help,
-    }
-}
-
-pub const OPTIONS: &[OptionSpec] = &[
-    opt("help", Some('h'), &[], None, "print this help and exit"),
-    opt("version", None, &[], None, "print the version and exit"),
-    opt(
+/// Every option of `drainit [OPTIONS] [--] PROGRAM`, each with what it does.
+pub static OPTIONS: &[Opt<Config>] = &[
+    flag(
+        "help",
+        Some('h'),
+        &[],
+        "print this help and exit",
+        |c, _| {
+            c.asked = Some(Invocation::Help);
+            Ok(())
+        },
+    ),
+    flag(
+        "version",
+        Some('V'),
+        &[],
+        "print the version and exit",
+        |c, _| {
+            c.asked = Some(Invocation::Version);
+            Ok(())
+        },
+    ),
+    flag(
+        "license",
+        Some('l'),
+        &[],
+        "print the license and exit",
+        |c, _| {
+            c.asked = Some(Invocation::License);
+            Ok(())
+        },
+    ),
+    flag(
         "verbose",
         Some('v'),
-        &["DRAINIT_LOG", "RUST_LOG", "TINI_VERBOSITY"],
-        None,
+        &[
+            Env {
+                name: "DRAINIT_LOG",
+                read: EnvRead::Custom(set_log_filter),
+            },
+            Env {
+                name: "RUST_LOG",
+                read: EnvRead::Custom(set_log_filter),
+            },
+            Env {
+                name: "TINI_VERBOSITY",
+                read: EnvRead::Custom(set_tini_verbosity),
+            },
+            Env {
+                name: "DUMB_INIT_DEBUG",
+                read: EnvRead::Custom(set_dumb_init_debug),
+            },
+        ],
         "log more (repeat for debug, trace); the env takes a level or env_logger filter",
+        |c, _| {
+            c.verbosity += 1;
+            c.log_filter = level_for(c.verbosity).into();
+            Ok(())
+        },
     ),
-    opt(
+    flag(
         "subreaper",
         Some('s'),
-        &["DRAINIT_SUBREAPER", "TINI_SUBREAPER"],
-        None,
+        &[env("DRAINIT_SUBREAPER"), TINI_PRESENCE_SUBREAPER],
         "register as child subreaper when not running as PID 1",
+        |c, _| {
+            c.subreaper = true;
+            Ok(())
+        },
     ),
-    opt(
+    flag(
         "process-group",
         Some('g'),
-        &["DRAINIT_PROCESS_GROUP", "TINI_KILL_PROCESS_GROUP"],
-        None,
+        &[env("DRAINIT_PROCESS_GROUP"), TINI_PRESENCE_GROUP],
         "send signals to the child's whole process group",
+        |c, _| {
+            c.process_group = true;
+            Ok(())
+        },
     ),
-    opt(
+    flag(
+        "setsid",
+        None,
+        &[
+            Env {
+                name: "DRAINIT_SETSID",
+                read: EnvRead::Custom(set_setsid),
+            },
+            Env {
+                name: "DUMB_INIT_SETSID",
+                read: EnvRead::Custom(set_setsid),
+            },
+        ],
+        "dumb-init's default mode: the child gets a session of its own, signals go to its \
+         process group, and SIGTSTP/SIGTTIN/SIGTTOU stop drainit too, as shell job control \
+         expects (on when drainit runs under the name dumb-init)",
+        |c, _| set_setsid(c, "1"),
+    ),
+    flag(
+        "single-child",
+        Some('c'),
+        &[],
+        "signals go to the child alone (dumb-init's -c; undoes --setsid)",
+        |c, _| set_setsid(c, "0"),
+    ),
+    valued(
         "pdeath-signal",
         Some('p'),
-        &["DRAINIT_PDEATH_SIGNAL"],
-        Some("SIG"),
+        "SIG",
+        &[env("DRAINIT_PDEATH_SIGNAL")],
         "signal drainit gets when its parent dies (then forwarded as usual)",
+        |c, v| {
+            c.pdeath_signal = Some(signals::parse(v, false)?);
+            Ok(())
+        },
     ),
-    opt(
+    list(
         "rewrite",
         Some('r'),
-        &["DRAINIT_REWRITE"],
-        Some("FROM:TO"),
-        "forward signal FROM as TO; TO 0 drops it (repeatable, env comma-separated)",
+        "FROM:TO",
+        &[env("DRAINIT_REWRITE")],
+        "forward signal FROM as TO; TO 0 drops it",
+        |c, v| c.stop.rewrites.add(v),
     ),
-    opt(
+    list(
         "remap-exit",
         Some('e'),
-        &["DRAINIT_REMAP_EXIT"],
-        Some("CODE"),
-        "exit 0 when the child exits with CODE (repeatable, env comma-separated)",
+        "CODE",
+        &[env("DRAINIT_REMAP_EXIT")],
+        "exit 0 when the child exits with CODE",
+        |c, v| {
+            c.remap_exit.push(parse_exit_code(v)?);
+            Ok(())
+        },
     ),
-    opt(
+    flag(
         "warn-on-reap",
         Some('w'),
-        &["DRAINIT_WARN_ON_REAP"],
-        None,
+        &[env("DRAINIT_WARN_ON_REAP")],
         "warn when a zombie other than the child is reaped",
+        |c, _| {
+            c.warn_on_reap = true;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "grace",
         None,
-        &["DRAINIT_GRACE"],
-        Some("SECONDS"),
-        "after forwarding SIGTERM/SIGINT/SIGQUIT, SIGKILL the child's group after this long [6]",
+        "SECONDS",
+        &[env("DRAINIT_GRACE")],
+        "after forwarding SIGTERM/SIGINT/SIGQUIT, SIGKILL the child's group after this long \
+         [off: as with tini, the orchestrator's own SIGKILL is the limit]",
+        |c, v| {
+            c.stop.grace = Some(parse_seconds(v)?);
+            Ok(())
+        },
     ),
-    opt(
+    flag(
         "no-wait-adopted",
         None,
-        &["DRAINIT_NO_WAIT_ADOPTED"],
-        None,
+        &[env("DRAINIT_NO_WAIT_ADOPTED")],
         "do not signal and wait for adopted daemons on stop; SIGKILL them when the child exits",
+        |c, _| {
+            c.stop.wait_adopted = false;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "health-addr",
         None,
-        &["DRAINIT_HEALTH_ADDR"],
-        Some("ADDR"),
+        "ADDR",
+        &[env("DRAINIT_HEALTH_ADDR")],
         "health endpoint HOST:PORT, :PORT or 'none' [0.0.0.0:8099]",
+        |c, v| {
+            c.health_addr = resolve_addr(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "agent-addr",
         None,
-        &["DRAINIT_AGENT_ADDR"],
-        Some("ADDR"),
+        "ADDR",
+        &[env("DRAINIT_AGENT_ADDR")],
         "serve HAProxy agent-check (ready/drain/down) on HOST:PORT [off]",
+        |c, v| {
+            c.agent_addr = resolve_addr(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "control-token",
         None,
-        &["DRAINIT_CONTROL_TOKEN"],
-        Some("TOKEN"),
+        "TOKEN",
+        &[env("DRAINIT_CONTROL_TOKEN")],
         "bearer token that lets non-loopback peers use /sethealth/* [none: loopback only]",
+        |c, v| {
+            c.control_token = parse_token(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    list(
         "drain-on",
         None,
-        &["DRAINIT_DRAIN_ON"],
-        Some("SIG"),
-        "signal that drains before it is forwarded (repeatable, env comma-separated) [TERM]",
+        "SIG",
+        &[env("DRAINIT_DRAIN_ON")],
+        "signal that drains before it is forwarded [TERM]",
+        |c, v| c.drain.add_signal(signals::parse(v, false)?),
     ),
-    opt(
+    valued(
         "drain-delay",
         None,
-        &["DRAINIT_DRAIN_DELAY"],
-        Some("SECONDS"),
+        "SECONDS",
+        &[env("DRAINIT_DRAIN_DELAY")],
         "fixed drain wait before forwarding the drain signal [3]",
+        |c, v| {
+            c.drain.delay = parse_seconds(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "drain-checks",
         None,
-        &["DRAINIT_DRAIN_CHECKS"],
-        Some("N"),
+        "N",
+        &[env("DRAINIT_DRAIN_CHECKS")],
         "end the wait once N readiness probes were answered unhealthy [off]",
+        |c, v| {
+            c.drain.checks = Some(parse_count(v)?);
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "drain-linger",
         None,
-        &["DRAINIT_DRAIN_LINGER"],
-        Some("SECONDS"),
+        "SECONDS",
+        &[env("DRAINIT_DRAIN_LINGER")],
         "after --drain-checks is met, wait this long for dispatched requests [1]",
+        |c, v| {
+            c.drain.linger = parse_seconds(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "drain-timeout",
         None,
-        &["DRAINIT_DRAIN_TIMEOUT"],
-        Some("SECONDS"),
+        "SECONDS",
+        &[env("DRAINIT_DRAIN_TIMEOUT")],
         "cap on any drain wait [none]",
+        |c, v| {
+            c.drain.timeout = Some(parse_seconds(v)?);
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "drain-status",
         None,
-        &["DRAINIT_DRAIN_STATUS"],
-        Some("CODE"),
+        "CODE",
+        &[env("DRAINIT_DRAIN_STATUS")],
         "readiness status while draining: 503 or 404 (HAProxy disable-on-404) [503]",
+        |c, v| {
+            c.drain.status = DrainPolicy::parse_status(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "stop-timeout",
         None,
-        &["DRAINIT_STOP_TIMEOUT"],
-        Some("SECONDS"),
+        "SECONDS",
+        &[env("DRAINIT_STOP_TIMEOUT")],
         "the orchestrator's stop budget; warn when drain + grace exceed it [10]",
+        |c, v| {
+            c.stop_timeout = parse_seconds(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "ready-http",
         None,
-        &["DRAINIT_READY_HTTP"],
-        Some("URL"),
+        "URL",
+        &[env("DRAINIT_READY_HTTP")],
         "ready when GET URL answers 2xx",
+        |c, v| {
+            c.checks.ready_http = Some(v.to_string());
+            Ok(())
+        },
     ),
-    opt(
+    flag(
         "ready-expect-json",
         None,
-        &["DRAINIT_READY_EXPECT_JSON"],
-        None,
+        &[env("DRAINIT_READY_EXPECT_JSON")],
         "with --ready-http, also require a JSON body with top-level \"status\" healthy, ok, up, pass or warn (any case)",
+        |c, _| {
+            c.checks.expect_json = true;
+            Ok(())
+        },
     ),
-    opt(
+    list(
         "ready-header",
         None,
-        &["DRAINIT_READY_HEADER"],
-        Some("'NAME: VALUE'"),
-        "extra header for --ready-http (repeatable, env comma-separated)",
+        "'NAME: VALUE'",
+        &[env("DRAINIT_READY_HEADER")],
+        "extra header for --ready-http",
+        |c, v| {
+            c.checks.headers.push(parse_header(v)?);
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "ready-tcp",
         None,
-        &["DRAINIT_READY_TCP"],
-        Some("HOST:PORT"),
+        "HOST:PORT",
+        &[env("DRAINIT_READY_TCP")],
         "ready when HOST:PORT accepts a connection",
+        |c, v| {
+            c.checks.ready_tcp = Some(v.to_string());
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "ready-file",
         None,
-        &["DRAINIT_READY_FILE"],
-        Some("PATH"),
+        "PATH",
+        &[env("DRAINIT_READY_FILE")],
         "ready when PATH exists",
+        |c, v| {
+            c.checks.ready_file = Some(non_empty(v)?.into());
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "ready-cmd",
         None,
-        &["DRAINIT_READY_CMD"],
-        Some("COMMAND"),
+        "COMMAND",
+        &[env("DRAINIT_READY_CMD")],
         "ready when COMMAND exits 0 (split on spaces, no shell; use 'sh -c ...' for one)",
+        |c, v| {
+            c.checks.ready_cmd = Some(checks::parse_command(v)?);
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "live-file",
         None,
-        &["DRAINIT_LIVE_FILE"],
-        Some("PATH"),
+        "PATH",
+        &[env("DRAINIT_LIVE_FILE")],
         "live while PATH's mtime is newer than --live-max-age",
+        |c, v| {
+            c.checks.live_file = Some(non_empty(v)?.into());
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "live-max-age",
         None,
-        &["DRAINIT_LIVE_MAX_AGE"],
-        Some("SECONDS"),
+        "SECONDS",
+        &[env("DRAINIT_LIVE_MAX_AGE")],
         "maximum age of --live-file [60]",
+        |c, v| {
+            c.checks.live_max_age = parse_seconds(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "check-interval",
         None,
-        &["DRAINIT_CHECK_INTERVAL"],
-        Some("SECONDS"),
+        "SECONDS",
+        &[env("DRAINIT_CHECK_INTERVAL")],
         "time between readiness checks [1]",
+        |c, v| {
+            c.checks.interval = parse_positive_seconds(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "check-timeout",
         None,
-        &["DRAINIT_CHECK_TIMEOUT"],
-        Some("SECONDS"),
+        "SECONDS",
+        &[env("DRAINIT_CHECK_TIMEOUT")],
         "time limit of one check [1]",
+        |c, v| {
+            c.checks.timeout = parse_positive_seconds(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "ready-threshold",
         None,
-        &["DRAINIT_READY_THRESHOLD"],
-        Some("N"),
+        "N",
+        &[env("DRAINIT_READY_THRESHOLD")],
         "consecutive passes to become ready [1]",
+        |c, v| {
+            c.checks.ready_threshold = parse_count(v)?;
+            Ok(())
+        },
     ),
-    opt(
+    valued(
         "unready-threshold",
         None,
-        &["DRAINIT_UNREADY_THRESHOLD"],
-        Some("N"),
+        "N",
+        &[env("DRAINIT_UNREADY_THRESHOLD")],
         "consecutive failures to become unready [3]",
+        |c, v| {
+            c.checks.unready_threshold = parse_count(v)?;
+            Ok(())
+        },
     ),
 ];
 
+/// tini only asks whether these are set at all.
+const TINI_PRESENCE_SUBREAPER: Env<Config> = Env {
+    name: "TINI_SUBREAPER",
+    read: EnvRead::Presence,
+};
+const TINI_PRESENCE_GROUP: Env<Config> = Env {
+    name: "TINI_KILL_PROCESS_GROUP",
+    read: EnvRead::Presence,
+};
+
+fn set_log_filter(c: &mut Config, value: &str) -> Result<(), String> {
+    c.log_filter = value.trim().to_string();
+    Ok(())
+}
+
+/// tini's levels: 1 is its default (warnings), 2 info, 3 debug.
+fn set_tini_verbosity(c: &mut Config, value: &str) -> Result<(), String> {
+    let n: u32 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{value}' is not a number 0-3"))?;
+    c.log_filter = level_for(n.saturating_sub(1)).into();
+    Ok(())
+}
+
+/// dumb-init's debug switch.
+fn set_dumb_init_debug(c: &mut Config, value: &str) -> Result<(), String> {
+    if opts::parse_bool(value)? {
+        c.log_filter = "debug".into();
+    }
+    Ok(())
+}
+
+/// dumb-init's setsid mode on or off; off is its single-child mode.
+fn set_setsid(c: &mut Config, value: &str) -> Result<(), String> {
+    let on = opts::parse_bool(value)?;
+    c.setsid = on;
+    c.process_group = on;
+    c.stop.job_control = on;
+    Ok(())
+}
+
 /// Parses drainit's own arguments (without argv[0]) and the environment.
+/// Invoked as `dumb-init`, drainit starts from dumb-init's defaults.
 pub fn parse(
+    invoked_as: &OsStr,
     args: &[OsString],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Invocation, String> {
-    let (given, program) = split_args(args)?;
-    if given.iter().any(|(s, _)| s.long == "help") {
-        return Ok(Invocation::Help);
-    }
-    if given.iter().any(|(s, _)| s.long == "version") {
-        return Ok(Invocation::Version);
-    }
+    let given = opts::tokenize(OPTIONS, args, true)?;
+    let as_dumb_init = Path::new(invoked_as).file_name() == Some(OsStr::new("dumb-init"));
     let mut config = Config {
-        program,
+        program: given.positional.clone(),
         ..Config::default()
     };
-    for spec in OPTIONS {
-        if given.iter().any(|(s, _)| s.long == spec.long) {
-            continue;
-        }
-        if let Some((var, value)) = spec.env.iter().find_map(|v| env(v).map(|x| (*v, x))) {
-            apply_env(&mut config, spec, var, &value).map_err(|e| format!("{var}: {e}"))?;
-        }
+    if as_dumb_init {
+        set_setsid(&mut config, "1")?;
     }
-    let mut verbosity = 0;
-    for (spec, value) in &given {
-        if spec.long == "verbose" {
-            verbosity += 1;
-            config.log_filter = level_for(verbosity).into();
-            continue;
-        }
-        apply(&mut config, spec.long, value.as_deref().unwrap_or(""))
-            .map_err(|e| format!("--{}: {e}", spec.long))?;
+    given.apply(OPTIONS, &mut config, env)?;
+    if let Some(asked) = config.asked.take() {
+        return Ok(asked);
     }
     if config.program.is_empty() {
         return Err(
             "missing PROGRAM to run (usage: drainit [OPTIONS] [--] PROGRAM [ARGS...])".into(),
         );
     }
-    config.checks.validate()?;
+    config.settle()?;
     Ok(Invocation::Run(Box::new(config)))
 }
 
-type Given = Vec<(&'static OptionSpec, Option<String>)>;
-
-/// Splits the arguments into options (with their values) and the program.
-/// The program starts at `--` or at the first argument that is not an option.
-fn split_args(args: &[OsString]) -> Result<(Given, Vec<OsString>), String> {
-    let mut given = Given::new();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = args[i].to_str().unwrap_or("");
-        if arg == "--" {
-            return Ok((given, args[i + 1..].to_vec()));
+impl Config {
+    /// Decisions that take several options together.
+    fn settle(&mut self) -> Result<(), String> {
+        // Draining needs somebody to tell: without an endpoint a drain
+        // signal would only be delayed.
+        if self.health_addr.is_none() && self.agent_addr.is_none() {
+            self.drain.on.clear();
         }
-        if let Some(long) = arg.strip_prefix("--") {
-            i = take_long(long, args, i, &mut given)?;
-        } else if arg.len() > 1 && arg.starts_with('-') {
-            i = take_shorts(&arg[1..], args, i, &mut given)?;
-        } else {
-            return Ok((given, args[i..].to_vec()));
-        }
+        // A drain signal that --rewrite drops (SIG:0) is dropped, not
+        // drained: holding it would end in a stop with nothing forwarded.
+        let rewrites = &self.stop.rewrites;
+        self.drain.on.retain(|&sig| rewrites.apply(sig).is_some());
+        self.checks.validate()
     }
-    Ok((given, Vec::new()))
-}
-
-fn take_long(long: &str, args: &[OsString], i: usize, given: &mut Given) -> Result<usize, String> {
-    let (name, inline) = match long.split_once('=') {
-        Some((n, v)) => (n, Some(v.to_string())),
-        None => (long, None),
-    };
-    let spec = OPTIONS
-        .iter()
-        .find(|s| s.long == name)
-        .ok_or_else(|| format!("unknown option '--{name}' (see drainit --help)"))?;
-    match (spec.value, inline) {
-        (None, Some(_)) => Err(format!("--{name} takes no value")),
-        (None, None) => {
-            given.push((spec, None));
-            Ok(i + 1)
-        }
-        (Some(_), Some(v)) => {
-            given.push((spec, Some(v)));
-            Ok(i + 1)
-        }
-        (Some(form), None) => {
-            let v =
-                value_at(args, i + 1).ok_or_else(|| format!("--{name} needs a value {form}"))?;
-            given.push((spec, Some(v)));
-            Ok(i + 2)
-        }
-    }
-}
-
-fn take_shorts(
-    cluster: &str,
-    args: &[OsString],
-    i: usize,
-    given: &mut Given,
-) -> Result<usize, String> {
-    for (pos, c) in cluster.char_indices() {
-        let spec = OPTIONS
-            .iter()
-            .find(|s| s.short == Some(c))
-            .ok_or_else(|| format!("unknown option '-{c}' (see drainit --help)"))?;
-        let Some(form) = spec.value else {
-            given.push((spec, None));
-            continue;
-        };
-        let rest = &cluster[pos + c.len_utf8()..];
-        if !rest.is_empty() {
-            given.push((spec, Some(rest.to_string())));
-            return Ok(i + 1);
-        }
-        let v = value_at(args, i + 1).ok_or_else(|| format!("-{c} needs a value {form}"))?;
-        given.push((spec, Some(v)));
-        return Ok(i + 2);
-    }
-    Ok(i + 1)
-}
-
-fn value_at(args: &[OsString], i: usize) -> Option<String> {
-    args.get(i).map(|v| v.to_string_lossy().into_owned())
 }
 
 fn level_for(verbosity: u32) -> &'static str {
@@ -453,101 +580,6 @@ fn level_for(verbosity: u32) -> &'static str {
         2 => "debug",
         _ => "trace",
     }
-}
-
-/// Applies an option's value taken from environment variable `var`.
-fn apply_env(config: &mut Config, spec: &OptionSpec, var: &str, value: &str) -> Result<(), String> {
-    match (spec.long, var) {
-        ("verbose", "TINI_VERBOSITY") => {
-            let n: u32 = value
-                .trim()
-                .parse()
-                .map_err(|_| format!("'{value}' is not a number 0-3"))?;
-            config.log_filter = level_for(n.saturating_sub(1)).into();
-            Ok(())
-        }
-        ("verbose", _) => {
-            config.log_filter = value.trim().to_string();
-            Ok(())
-        }
-        // tini only asks whether these are set at all.
-        (_, "TINI_SUBREAPER" | "TINI_KILL_PROCESS_GROUP") => apply(config, spec.long, ""),
-        _ if spec.value.is_none() => {
-            if parse_bool(value)? {
-                apply(config, spec.long, "")
-            } else {
-                Ok(())
-            }
-        }
-        _ if is_repeatable(spec.long) => {
-            for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                apply(config, spec.long, item)?;
-            }
-            Ok(())
-        }
-        _ => apply(config, spec.long, value),
-    }
-}
-
-fn is_repeatable(long: &str) -> bool {
-    matches!(long, "rewrite" | "remap-exit" | "drain-on" | "ready-header")
-}
-
-fn parse_bool(value: &str) -> Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "" | "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!(
-            "'{value}' is not a boolean (expected 1/0, true/false, yes/no)"
-        )),
-    }
-}
-
-/// Applies one option. Flags pass an empty `value`.
-fn apply(c: &mut Config, long: &str, value: &str) -> Result<(), String> {
-    match long {
-        "subreaper" => c.subreaper = true,
-        "process-group" => c.process_group = true,
-        "warn-on-reap" => c.warn_on_reap = true,
-        "no-wait-adopted" => c.wait_adopted = false,
-        "pdeath-signal" => c.pdeath_signal = Some(signals::parse(value, false)?),
-        "rewrite" => c.rewrites.add(value)?,
-        "remap-exit" => c.remap_exit.push(parse_exit_code(value)?),
-        "grace" => c.grace = parse_seconds(value)?,
-        "health-addr" => c.health_addr = resolve_addr(value)?,
-        "agent-addr" => c.agent_addr = resolve_addr(value)?,
-        "control-token" => c.control_token = parse_token(value)?,
-        "drain-on" => add_drain_signal(&mut c.drain, value)?,
-        "drain-delay" => c.drain.delay = parse_seconds(value)?,
-        "drain-checks" => c.drain.checks = Some(parse_count(value)?),
-        "drain-linger" => c.drain.linger = parse_seconds(value)?,
-        "drain-timeout" => c.drain.timeout = Some(parse_seconds(value)?),
-        "drain-status" => c.drain.status = parse_drain_status(value)?,
-        "stop-timeout" => c.stop_timeout = parse_seconds(value)?,
-        "ready-http" => c.checks.ready_http = Some(value.to_string()),
-        "ready-expect-json" => c.checks.expect_json = true,
-        "ready-header" => c.checks.headers.push(parse_header(value)?),
-        "ready-tcp" => c.checks.ready_tcp = Some(value.to_string()),
-        "ready-file" => c.checks.ready_file = Some(non_empty(value)?.into()),
-        "ready-cmd" => c.checks.ready_cmd = Some(parse_command(value)?),
-        "live-file" => c.checks.live_file = Some(non_empty(value)?.into()),
-        "live-max-age" => c.checks.live_max_age = parse_seconds(value)?,
-        "check-interval" => c.checks.interval = parse_positive_seconds(value)?,
-        "check-timeout" => c.checks.timeout = parse_positive_seconds(value)?,
-        "ready-threshold" => c.checks.ready_threshold = parse_count(value)?,
-        "unready-threshold" => c.checks.unready_threshold = parse_count(value)?,
-        other => return Err(format!("option --{other} has no handler")),
-    }
-    Ok(())
-}
-
-fn add_drain_signal(policy: &mut DrainPolicy, value: &str) -> Result<(), String> {
-    if !policy.explicit_signals {
-        policy.on.clear();
-        policy.explicit_signals = true;
-    }
-    policy.on.push(signals::parse(value, false)?);
-    Ok(())
 }
 
 fn non_empty(value: &str) -> Result<&str, String> {
@@ -575,7 +607,7 @@ pub fn parse_seconds(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_positive_seconds(value: &str) -> Result<Duration, String> {
+pub fn parse_positive_seconds(value: &str) -> Result<Duration, String> {
     let d = parse_seconds(value)?;
     if d.is_zero() {
         return Err(format!("'{value}' must be more than 0"));
@@ -597,14 +629,6 @@ fn parse_exit_code(value: &str) -> Result<i32, String> {
     }
 }
 
-fn parse_drain_status(value: &str) -> Result<u16, String> {
-    match value.trim() {
-        "503" => Ok(503),
-        "404" => Ok(404),
-        _ => Err(format!("'{value}' is not 503 or 404")),
-    }
-}
-
 fn parse_token(value: &str) -> Result<Option<String>, String> {
     if value.len() < 8 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("expected at least 8 characters without spaces".into());
@@ -623,32 +647,6 @@ pub fn parse_header(value: &str) -> Result<(String, String), String> {
         return Err(format!("'{value}' is not 'NAME: VALUE'"));
     }
     Ok((name.to_string(), v.trim().to_string()))
-}
-
-fn parse_command(value: &str) -> Result<Vec<String>, String> {
-    let words: Vec<String> = value.split_whitespace().map(str::to_string).collect();
-    if words.is_empty() {
-        return Err("expected a command".into());
-    }
-    if words.len() >= 2 && words[1] == "-c" && (words[0] == "sh" || words[0].ends_with("/sh")) {
-        let script = value.trim_start()[words[0].len()..].trim_start()[2..].trim();
-        return Ok(vec![
-            words[0].clone(),
-            "-c".into(),
-            unquote(script).to_string(),
-        ]);
-    }
-    Ok(words)
-}
-
-/// Strips one pair of matching outer quotes, as a shell would.
-fn unquote(s: &str) -> &str {
-    for q in ['\'', '"'] {
-        if s.len() >= 2 && s.starts_with(q) && s.ends_with(q) {
-            return &s[1..s.len() - 1];
-        }
-    }
-    s
 }
 
 /// `none`/`off`, `HOST:PORT`, `:PORT` or `PORT`.
@@ -674,26 +672,13 @@ pub fn resolve_addr(value: &str) -> Result<Option<SocketAddr>, String> {
 
 /// The `--help` text, generated from [`OPTIONS`].
 pub fn help() -> String {
-    let mut out = String::from(
+    format!(
         "drainit: an init for containers that reaps zombies, forwards signals, and drains\n\
          load-balancer traffic before the app is stopped.\n\n\
          Usage: drainit [OPTIONS] [--] PROGRAM [ARGS...]\n\
          \x20      drainit probe|drain|undrain|status [OPTIONS]   (see drainit probe --help)\n\
-         \x20      (drainit -- drain runs a program called drain)\n\nOptions:\n",
-    );
-    for spec in OPTIONS {
-        let short = spec.short.map_or("    ".to_string(), |c| format!("-{c}, "));
-        let value = spec.value.map_or(String::new(), |v| format!(" {v}"));
-        out.push_str(&format!(
-            "  {short}--{}{value}\n        {}\n",
-            spec.long, spec.help
-        ));
-        if !spec.env.is_empty() {
-            out.push_str(&format!("        env: {}\n", spec.env.join(", ")));
-        }
-    }
-    out.push_str(
-        "\nHealth endpoints: /livez /readyz /health /healthz /status /metrics,\n\
+         \x20      (drainit -- drain runs a program called drain)\n\nOptions:\n{}\
+         \nHealth endpoints: /livez /readyz /health /healthz /status /metrics,\n\
          \x20 /sethealth/ko and /sethealth/ok (loopback, or Authorization: Bearer TOKEN).\n\
          \nExit status:\n\
          \x20 the child's exit status, or 128+N when it was killed by signal N\n\
@@ -702,8 +687,8 @@ pub fn help() -> String {
          \x20 2     usage error: unknown option, bad value, port in use\n\
          \x20 126   PROGRAM exists but could not be executed\n\
          \x20 127   PROGRAM was not found\n",
-    );
-    out
+        opts::help(OPTIONS)
+    )
 }
 
 #[cfg(test)]
@@ -717,7 +702,7 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         };
-        match parse(&args, &lookup)? {
+        match parse(OsStr::new("drainit"), &args, &lookup)? {
             Invocation::Run(c) => Ok(*c),
             other => Err(format!("{other:?}")),
         }
@@ -751,7 +736,7 @@ mod tests {
             &[("DRAINIT_GRACE", "5"), ("TINI_SUBREAPER", "")],
         )
         .unwrap();
-        assert_eq!(c.grace, Duration::from_secs(2));
+        assert_eq!(c.stop.grace, Some(Duration::from_secs(2)));
         assert!(c.subreaper);
         let c = run(
             &["x"],
@@ -794,17 +779,5 @@ mod tests {
             "0.0.0.0:80"
         );
         assert!(resolve_addr("nowhere").is_err());
-    }
-
-    #[test]
-    fn ready_cmd_keeps_sh_c_script_whole() {
-        assert_eq!(
-            parse_command("sh -c 'test -f /x && true'").unwrap()[2],
-            "test -f /x && true"
-        );
-        assert_eq!(
-            parse_command("pg_isready -q").unwrap(),
-            vec!["pg_isready", "-q"]
-        );
     }
 }

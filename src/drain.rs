@@ -18,9 +18,8 @@ use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
 use libc::c_int;
-use log::info;
 
-use crate::signals;
+use crate::signals::{self, Rewrites};
 
 /// How drain signals are held back and for how long.
 #[derive(Clone, Debug)]
@@ -56,6 +55,25 @@ impl Default for DrainPolicy {
 }
 
 impl DrainPolicy {
+    /// `--drain-on`: the first one replaces the default signal.
+    pub fn add_signal(&mut self, sig: c_int) -> Result<(), String> {
+        if !self.explicit_signals {
+            self.on.clear();
+            self.explicit_signals = true;
+        }
+        self.on.push(sig);
+        Ok(())
+    }
+
+    /// `--drain-status`: 503, or 404 for HAProxy's `http-check disable-on-404`.
+    pub fn parse_status(value: &str) -> Result<u16, String> {
+        match value.trim() {
+            "503" => Ok(503),
+            "404" => Ok(404),
+            _ => Err(format!("'{value}' is not 503 or 404")),
+        }
+    }
+
     /// The longest a drain can hold a signal back.
     pub fn longest_wait(&self) -> Duration {
         self.timeout.map_or(self.delay, |t| t.min(self.delay))
@@ -113,7 +131,11 @@ pub enum State {
     Unready,
     Draining(Drain),
     Stopping(Stop),
-    Exited { code: i32, drain: Option<Drain> },
+    Exited {
+        code: i32,
+        drain: Option<Drain>,
+        cleanup: Cleanup,
+    },
 }
 
 impl State {
@@ -144,14 +166,70 @@ impl State {
     }
 }
 
+/// How a stop proceeds once the child has been asked to exit.
+#[derive(Clone, Debug)]
+pub struct StopPolicy {
+    /// How received signals map to forwarded ones (`-r FROM:TO`).
+    pub rewrites: Rewrites,
+    /// After a stop signal, SIGKILL the child's group this much later;
+    /// `None` leaves that to the orchestrator, as tini and dumb-init do.
+    pub grace: Option<Duration>,
+    /// Adopted daemons get the stop signal with the child and are waited
+    /// for; otherwise they are killed once the child is gone (tini).
+    pub wait_adopted: bool,
+    /// dumb-init's setsid mode: a job-control stop (SIGTSTP, SIGTTIN,
+    /// SIGTTOU) stops drainit as well once forwarded.
+    pub job_control: bool,
+}
+
+impl Default for StopPolicy {
+    fn default() -> StopPolicy {
+        StopPolicy {
+            rewrites: Rewrites::default(),
+            grace: None,
+            wait_adopted: true,
+            job_control: false,
+        }
+    }
+}
+
+/// How long what the child left behind gets between SIGTERM and SIGKILL
+/// when no grace period is running (never more than --grace).
+pub const LEFTOVER_WAIT: Duration = Duration::from_secs(2);
+/// How long SIGKILLed leftovers get to be reaped before drainit exits anyway.
+pub const KILL_WAIT: Duration = Duration::from_secs(1);
+
 /// What the supervisor must do after an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     Nothing,
-    /// Forward this (already received, not yet rewritten) signal now.
+    /// Send this (rewritten) signal to the child.
     Forward(c_int),
-    /// The grace period is over: SIGKILL the child's process group.
+    /// Send this (rewritten) signal to the child and to adopted daemons:
+    /// it asks them to exit.
+    Stop(c_int),
+    /// Send this (rewritten) job-control stop to the child, then stop
+    /// drainit itself, as a shell expects of dumb-init.
+    Suspend(c_int),
+    /// The grace period is over: SIGKILL the child's group and adopted daemons.
     Kill,
+    /// The child is gone: SIGTERM what it left behind that never had a
+    /// stop signal (`after_stop`: whether a stop signal went out at all).
+    TermLeftovers {
+        after_stop: bool,
+    },
+    /// SIGKILL whatever is left.
+    KillLeftovers,
+    /// Leftovers outlived SIGKILL's wait: exit without them.
+    GiveUp,
+}
+
+/// After the child exited: what is left of its descendants gets until
+/// `until`, first after SIGTERM, then after SIGKILL.
+#[derive(Clone, Copy, Debug)]
+pub struct Cleanup {
+    pub until: Instant,
+    pub killed: bool,
 }
 
 /// A control request that the current state cannot honour.
@@ -160,21 +238,29 @@ pub struct Refused(pub &'static str);
 
 pub struct Machine {
     state: State,
-    policy: DrainPolicy,
-    grace: Duration,
+    drain: DrainPolicy,
+    stop: StopPolicy,
     /// The readiness checks' latest verdict; `None` until the first one.
     app_ready: Option<bool>,
     drains: u64,
+    /// Signals to drop once each: those drainit caused itself by giving up
+    /// its terminal.
+    ignore_once: Vec<c_int>,
+    /// Log lines of transitions, written by the caller once the machine's
+    /// lock is released: a stalled log must never hold the lock.
+    journal: Vec<String>,
 }
 
 impl Machine {
-    pub fn new(policy: DrainPolicy, grace: Duration) -> Machine {
+    pub fn new(drain: DrainPolicy, stop: StopPolicy) -> Machine {
         Machine {
             state: State::Starting,
-            policy,
-            grace,
+            drain,
+            stop,
             app_ready: None,
             drains: 0,
+            ignore_once: Vec::new(),
+            journal: Vec::new(),
         }
     }
 
@@ -184,10 +270,6 @@ impl Machine {
 
     pub fn drains(&self) -> u64 {
         self.drains
-    }
-
-    pub fn is_drain_signal(&self, sig: c_int) -> bool {
-        self.policy.on.contains(&sig)
     }
 
     /// Whether a proxy should route traffic to us.
@@ -200,8 +282,23 @@ impl Machine {
         !matches!(self.state, State::Exited { .. })
     }
 
+    /// The next `sigs` that arrive are dropped, once each.
+    pub fn ignore_once(&mut self, sigs: &[c_int]) {
+        self.ignore_once.extend_from_slice(sigs);
+    }
+
+    /// The log lines of what happened since the last call.
+    pub fn take_journal(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.journal)
+    }
+
+    fn note(&mut self, line: String) {
+        self.journal.push(line);
+    }
+
     fn set(&mut self, next: State, reason: &str) {
-        info!("state {} -> {}: {reason}", self.state.name(), next.name());
+        let line = format!("state {} -> {}: {reason}", self.state.name(), next.name());
+        self.note(line);
         self.state = next;
     }
 
@@ -215,8 +312,44 @@ impl Machine {
         }
     }
 
-    /// A drain signal arrived.
-    pub fn drain_signal(&mut self, sig: c_int, now: Instant) -> Action {
+    /// A signal arrived for the child: hold it for a drain, forward it,
+    /// or drop it. This is the one place that decides a stop began.
+    pub fn on_signal(&mut self, received: c_int, now: Instant) -> Action {
+        if matches!(self.state, State::Exited { .. }) {
+            return Action::Nothing;
+        }
+        if let Some(i) = self.ignore_once.iter().position(|&s| s == received) {
+            self.ignore_once.swap_remove(i);
+            let name = signals::name(received);
+            self.note(format!(
+                "ignoring the {name} that giving up the terminal raised"
+            ));
+            return Action::Nothing;
+        }
+        if self.drain.on.contains(&received) {
+            return self.drain_signal(received, now);
+        }
+        let Some(sig) = self.stop.rewrites.apply(received) else {
+            return Action::Nothing;
+        };
+        if self.stop.job_control && signals::is_job_control_stop(received) {
+            return Action::Suspend(sig);
+        }
+        if !signals::is_terminating(sig) || matches!(self.state, State::Stopping(_)) {
+            return Action::Forward(sig);
+        }
+        let drain = self.state.drain().cloned().map(|d| finish(d, now));
+        self.stop(
+            sig,
+            drain,
+            now,
+            &format!("{} forwarded", signals::name(sig)),
+        )
+    }
+
+    /// A drain signal: the first holds back while the proxy stops routing,
+    /// a second one skips the rest of the wait.
+    fn drain_signal(&mut self, sig: c_int, now: Instant) -> Action {
         let name = signals::name(sig);
         match &mut self.state {
             State::Ready => {
@@ -232,9 +365,11 @@ impl Machine {
                 let why = format!("{name} received while not routable; nothing to drain");
                 self.stop(sig, None, now, &why)
             }
-            State::Draining(d) if d.held.is_none() && !self.policy.wait_over(d, now) => {
+            State::Draining(d) if d.held.is_none() && !self.drain.wait_over(d, now) => {
                 d.held = Some(sig);
-                info!("{name} received during a manual drain; forwarding it when the wait is over");
+                self.note(format!(
+                    "{name} received during a manual drain; forwarding it when the wait is over"
+                ));
                 Action::Nothing
             }
             State::Draining(d) => {
@@ -247,32 +382,30 @@ impl Machine {
                 let drain = Some(finish(d.clone(), now));
                 self.stop(held, drain, now, &why)
             }
-            State::Stopping(_) => Action::Forward(sig),
+            State::Stopping(_) => self
+                .stop
+                .rewrites
+                .apply(sig)
+                .map_or(Action::Nothing, Action::Forward),
             State::Exited { .. } => Action::Nothing,
         }
     }
 
-    /// A signal that asks the child to exit was forwarded directly (not
-    /// through a drain): the grace period starts.
-    pub fn stop_forwarded(&mut self, sig: c_int, now: Instant) {
-        if matches!(self.state, State::Stopping(_) | State::Exited { .. }) {
-            return;
-        }
-        let drain = self.state.drain().cloned().map(|d| finish(d, now));
-        let why = format!("{} forwarded", signals::name(sig));
-        self.set(State::Stopping(self.new_stop(sig, drain, now)), &why);
-    }
-
-    fn stop(&mut self, sig: c_int, drain: Option<Drain>, now: Instant, why: &str) -> Action {
-        self.set(State::Stopping(self.new_stop(sig, drain, now)), why);
-        Action::Forward(sig)
-    }
-
-    fn new_stop(&self, signal: c_int, drain: Option<Drain>, now: Instant) -> Stop {
-        Stop {
-            signal,
-            kill_at: Some(now + self.grace),
+    /// The child is asked to exit with `received` (rewritten here).
+    fn stop(&mut self, received: c_int, drain: Option<Drain>, now: Instant, why: &str) -> Action {
+        let Some(sig) = self.stop.rewrites.apply(received) else {
+            return Action::Nothing;
+        };
+        let stop = Stop {
+            signal: sig,
+            kill_at: self.stop.grace.map(|g| now + g),
             drain,
+        };
+        self.set(State::Stopping(stop), why);
+        if self.stop.wait_adopted {
+            Action::Stop(sig)
+        } else {
+            Action::Forward(sig)
         }
     }
 
@@ -313,36 +446,45 @@ impl Machine {
             return false;
         };
         d.unready_answers = d.unready_answers.saturating_add(1);
-        match self.policy.checks {
+        match self.drain.checks {
             Some(n) if d.unready_answers >= n && d.checks_met.is_none() => {
                 d.checks_met = Some(now);
-                info!(
+                let line = format!(
                     "{n} unready answers seen since the drain began; lingering {:?}",
-                    self.policy.linger
+                    self.drain.linger
                 );
+                self.note(line);
                 true
             }
             _ => false,
         }
     }
 
-    /// Time passed: ends a drain wait or a grace period that is due.
+    /// Time passed: ends a drain wait, a grace period or a cleanup that is due.
     pub fn tick(&mut self, now: Instant) -> Action {
+        if self.next_deadline().is_none_or(|t| now < t) {
+            return Action::Nothing;
+        }
         match &mut self.state {
-            State::Draining(d) if d.held.is_some() && self.policy.wait_over(d, now) => {
+            State::Draining(d) => {
                 let held = d.held.unwrap_or(libc::SIGTERM);
-                let why = format!("drain wait over ({})", self.policy.why_over(d, now));
+                let why = format!("drain wait over ({})", self.drain.why_over(d, now));
                 let drain = Some(finish(d.clone(), now));
                 self.stop(held, drain, now, &why)
             }
-            State::Stopping(s) if s.kill_at.is_some_and(|t| now >= t) => {
+            State::Stopping(s) => {
                 s.kill_at = None;
-                info!(
-                    "grace period of {:?} over; killing the child's process group",
-                    self.grace
-                );
+                self.note("grace period over; killing the child's process group".into());
                 Action::Kill
             }
+            State::Exited { cleanup, .. } if !cleanup.killed => {
+                *cleanup = Cleanup {
+                    until: now + KILL_WAIT,
+                    killed: true,
+                };
+                Action::KillLeftovers
+            }
+            State::Exited { .. } => Action::GiveUp,
             _ => Action::Nothing,
         }
     }
@@ -350,26 +492,44 @@ impl Machine {
     /// When [`tick`](Self::tick) next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.state {
-            State::Draining(d) if d.held.is_some() => Some(self.policy.wait_end(d)),
+            State::Draining(d) if d.held.is_some() => Some(self.drain.wait_end(d)),
             State::Stopping(s) => s.kill_at,
+            State::Exited { cleanup, .. } => Some(cleanup.until),
             _ => None,
         }
     }
 
-    /// The grace deadline of a stop in progress, if any.
-    pub fn kill_at(&self) -> Option<Instant> {
-        match &self.state {
-            State::Stopping(s) => s.kill_at,
-            _ => None,
-        }
-    }
-
-    pub fn child_exited(&mut self, code: i32, now: Instant) {
-        let drain = self.state.drain().cloned().map(|d| finish(d, now));
+    /// The child exited with `code`. What it left behind gets the rest of a
+    /// grace period that runs, or a short wait; adopted daemons that were
+    /// not to be waited for are killed at once.
+    pub fn child_exited(&mut self, code: i32, now: Instant) -> Action {
+        let (drain, grace_end, after_stop) = match &self.state {
+            State::Stopping(s) => (s.drain.clone(), s.kill_at, true),
+            other => (other.drain().cloned(), None, false),
+        };
+        let short = self
+            .stop
+            .grace
+            .map_or(LEFTOVER_WAIT, |g| g.min(LEFTOVER_WAIT));
+        let (action, until) = if self.stop.wait_adopted {
+            let action = Action::TermLeftovers { after_stop };
+            (action, grace_end.unwrap_or(now + short))
+        } else {
+            (Action::KillLeftovers, now + KILL_WAIT)
+        };
+        let cleanup = Cleanup {
+            until,
+            killed: action == Action::KillLeftovers,
+        };
         self.set(
-            State::Exited { code, drain },
+            State::Exited {
+                code,
+                drain: drain.map(|d| finish(d, now)),
+                cleanup,
+            },
             &format!("child exited with status {code}"),
         );
+        action
     }
 }
 
@@ -431,7 +591,11 @@ mod tests {
     const TERM: c_int = libc::SIGTERM;
 
     fn ready_machine(policy: DrainPolicy) -> Machine {
-        let mut m = Machine::new(policy, Duration::from_secs(5));
+        let stop = StopPolicy {
+            grace: Some(Duration::from_secs(5)),
+            ..StopPolicy::default()
+        };
+        let mut m = Machine::new(policy, stop);
         m.checks_changed(true, "test");
         m
     }
@@ -444,11 +608,11 @@ mod tests {
     fn drain_holds_the_signal_until_the_delay() {
         let t0 = Instant::now();
         let mut m = ready_machine(DrainPolicy::default());
-        assert_eq!(m.drain_signal(TERM, t0), Action::Nothing);
+        assert_eq!(m.on_signal(TERM, t0), Action::Nothing);
         assert!(!m.is_ready());
         assert_eq!(m.next_deadline(), Some(t0 + secs(3.0)));
         assert_eq!(m.tick(t0 + secs(2.9)), Action::Nothing);
-        assert_eq!(m.tick(t0 + secs(3.0)), Action::Forward(TERM));
+        assert_eq!(m.tick(t0 + secs(3.0)), Action::Stop(TERM));
         assert_eq!(m.next_deadline(), Some(t0 + secs(8.0)));
         assert_eq!(m.tick(t0 + secs(8.0)), Action::Kill);
         assert_eq!(m.next_deadline(), None);
@@ -463,11 +627,11 @@ mod tests {
             ..DrainPolicy::default()
         };
         let mut m = ready_machine(policy);
-        m.drain_signal(TERM, t0);
+        m.on_signal(TERM, t0);
         assert!(!m.unready_answered(t0 + secs(1.0)));
         assert!(m.unready_answered(t0 + secs(2.0)));
         assert_eq!(m.next_deadline(), Some(t0 + secs(3.0)));
-        assert_eq!(m.tick(t0 + secs(3.0)), Action::Forward(TERM));
+        assert_eq!(m.tick(t0 + secs(3.0)), Action::Stop(TERM));
         assert_eq!(m.state().drain().unwrap().waited, Some(secs(3.0)));
     }
 
@@ -481,7 +645,7 @@ mod tests {
             ..DrainPolicy::default()
         };
         let mut m = ready_machine(policy);
-        m.drain_signal(TERM, t0);
+        m.on_signal(TERM, t0);
         assert_eq!(m.next_deadline(), Some(t0 + secs(4.0)));
     }
 
@@ -489,15 +653,15 @@ mod tests {
     fn second_signal_forwards_at_once() {
         let t0 = Instant::now();
         let mut m = ready_machine(DrainPolicy::default());
-        m.drain_signal(TERM, t0);
-        assert_eq!(m.drain_signal(TERM, t0 + secs(0.5)), Action::Forward(TERM));
+        m.on_signal(TERM, t0);
+        assert_eq!(m.on_signal(TERM, t0 + secs(0.5)), Action::Stop(TERM));
         assert_eq!(m.state().name(), "stopping");
     }
 
     #[test]
     fn nothing_to_drain_before_ready() {
-        let mut m = Machine::new(DrainPolicy::default(), Duration::from_secs(5));
-        assert_eq!(m.drain_signal(TERM, Instant::now()), Action::Forward(TERM));
+        let mut m = Machine::new(DrainPolicy::default(), StopPolicy::default());
+        assert_eq!(m.on_signal(TERM, Instant::now()), Action::Stop(TERM));
     }
 
     #[test]
@@ -511,7 +675,7 @@ mod tests {
             None,
             "a manual drain alone holds nothing"
         );
-        assert_eq!(m.drain_signal(TERM, t0 + secs(1.0)), Action::Nothing);
+        assert_eq!(m.on_signal(TERM, t0 + secs(1.0)), Action::Nothing);
         assert_eq!(
             m.next_deadline(),
             Some(t0 + secs(3.0)),
@@ -519,7 +683,7 @@ mod tests {
         );
         let mut m = ready_machine(DrainPolicy::default());
         m.manual(true, t0).unwrap();
-        assert_eq!(m.drain_signal(TERM, t0 + secs(4.0)), Action::Forward(TERM));
+        assert_eq!(m.on_signal(TERM, t0 + secs(4.0)), Action::Stop(TERM));
     }
 
     #[test]
@@ -531,7 +695,7 @@ mod tests {
         assert!(!m.is_ready(), "drain wins over checks");
         m.manual(false, t0).unwrap();
         assert_eq!(m.state().name(), "unready");
-        m.drain_signal(TERM, t0);
+        m.on_signal(TERM, t0);
         assert!(m.manual(false, t0).is_err());
     }
 
@@ -539,19 +703,64 @@ mod tests {
     fn signal_drain_cannot_be_cancelled() {
         let t0 = Instant::now();
         let mut m = ready_machine(DrainPolicy::default());
-        m.drain_signal(TERM, t0);
+        m.on_signal(TERM, t0);
         assert!(m.manual(false, t0).is_err());
         m.checks_changed(true, "still fine");
         assert!(!m.is_ready());
     }
 
     #[test]
-    fn exit_during_drain_ends_it() {
+    fn exit_during_drain_ends_it_and_leftovers_get_a_short_wait() {
         let t0 = Instant::now();
         let mut m = ready_machine(DrainPolicy::default());
-        m.drain_signal(TERM, t0);
-        m.child_exited(0, t0 + secs(1.0));
-        assert_eq!(m.next_deadline(), None);
-        assert_eq!(m.tick(t0 + secs(10.0)), Action::Nothing);
+        m.on_signal(TERM, t0);
+        let action = m.child_exited(0, t0 + secs(1.0));
+        assert_eq!(action, Action::TermLeftovers { after_stop: false });
+        assert_eq!(m.next_deadline(), Some(t0 + secs(1.0) + LEFTOVER_WAIT));
+        assert_eq!(m.on_signal(TERM, t0 + secs(1.5)), Action::Nothing);
+        assert_eq!(m.tick(t0 + secs(10.0)), Action::KillLeftovers);
+        assert_eq!(m.next_deadline(), Some(t0 + secs(10.0) + KILL_WAIT));
+        assert_eq!(m.tick(t0 + secs(12.0)), Action::GiveUp);
+    }
+
+    #[test]
+    fn leftovers_of_a_stop_get_the_rest_of_the_grace_period() {
+        let t0 = Instant::now();
+        let stop = StopPolicy {
+            grace: Some(secs(6.0)),
+            ..StopPolicy::default()
+        };
+        let mut m = Machine::new(DrainPolicy::default(), stop);
+        assert_eq!(m.on_signal(libc::SIGINT, t0), Action::Stop(libc::SIGINT));
+        let action = m.child_exited(130, t0 + secs(1.0));
+        assert_eq!(action, Action::TermLeftovers { after_stop: true });
+        assert_eq!(m.next_deadline(), Some(t0 + secs(6.0)));
+    }
+
+    #[test]
+    fn every_signal_is_decided_here() {
+        let t0 = Instant::now();
+        let mut rewrites = Rewrites::default();
+        rewrites.add("USR1:0").unwrap();
+        rewrites.add("QUIT:TERM").unwrap();
+        let stop = StopPolicy {
+            rewrites,
+            grace: None,
+            wait_adopted: false,
+            job_control: false,
+        };
+        let mut m = Machine::new(DrainPolicy::default(), stop);
+        assert_eq!(m.on_signal(libc::SIGUSR1, t0), Action::Nothing, "dropped");
+        assert_eq!(m.on_signal(libc::SIGHUP, t0), Action::Forward(libc::SIGHUP));
+        assert_eq!(m.state().name(), "starting", "HUP is no stop");
+        assert_eq!(
+            m.on_signal(libc::SIGQUIT, t0),
+            Action::Forward(TERM),
+            "rewritten; a stop, but adopted daemons are not waited for"
+        );
+        assert_eq!(m.state().name(), "stopping");
+        assert_eq!(m.next_deadline(), None, "no grace: no SIGKILL from drainit");
+        assert_eq!(m.on_signal(TERM, t0), Action::Forward(TERM));
+        assert_eq!(m.child_exited(0, t0), Action::KillLeftovers);
     }
 }

@@ -8,18 +8,20 @@
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
 use log::{error, warn};
+use nix::sys::socket::{listen, Backlog};
 
 use crate::checks::CheckReport;
 use crate::drain::State;
 use crate::http::conn::Limits;
 use crate::http::{server, Reply, Request};
+use crate::listeners;
+use crate::logger::{self, Throttle};
 use crate::shared::Shared;
 use crate::signals;
 
@@ -35,22 +37,37 @@ pub struct HealthSettings {
 /// its sockets are evicted) overflowed that, the kernel dropped the SYNs of
 /// real probes, and they came in only on the client's retransmit a second
 /// later. The kernel caps this at net.core.somaxconn.
-const LISTEN_BACKLOG: libc::c_int = 4096;
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds the health port. Failing here is a startup error: a container
 /// whose health port is taken would never look ready.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| format!("cannot listen for health checks on {addr}: {e}"))?;
+    let listener = bind_or_explain(addr, "health checks", "--health-addr")?;
     // Listening again on a listening socket only changes its backlog.
-    // SAFETY: listen() on a descriptor this function owns.
-    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
-        warn!(
-            "cannot raise the health port's backlog: {}",
-            io::Error::last_os_error()
-        );
+    if let Err(e) = listen(
+        &listener,
+        Backlog::new(LISTEN_BACKLOG).unwrap_or(Backlog::MAXCONN),
+    ) {
+        warn!("cannot raise the health port's backlog: {e}");
     }
     Ok(listener)
+}
+
+/// Binds `addr`, or says in one line why not and what to do: a taken port
+/// names the process that holds it when /proc shows it.
+fn bind_or_explain(addr: SocketAddr, what: &str, option: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).map_err(|e| {
+        let mut why = format!("cannot listen for {what} on {addr}: {e}");
+        if e.kind() == io::ErrorKind::AddrInUse {
+            if let Some(h) = listeners::holder_of(addr.port()) {
+                why.push_str(&format!("; pid {} ({}) listens there", h.pid, h.comm));
+            }
+            why.push_str(&format!(
+                "; give drainit another port with {option} :PORT, or turn it off with {option} none"
+            ));
+        }
+        why
+    })
 }
 
 /// Serves requests on their own thread until the process exits. A panic
@@ -92,6 +109,24 @@ pub fn start(
     Ok(())
 }
 
+/// A real fault, as the kernel reports one: it must end drainit even with
+/// every signal blocked.
+#[cfg(debug_assertions)]
+fn illegal_instruction() -> ! {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: ud2 raises SIGILL and never returns; it touches no memory.
+    unsafe {
+        std::arch::asm!("ud2", options(noreturn))
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: udf raises SIGILL and never returns; it touches no memory.
+    unsafe {
+        std::arch::asm!("udf #0", options(noreturn))
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    std::process::abort()
+}
+
 /// The paths served, as counted in /metrics.
 const PATHS: [&str; 8] = [
     "/livez",
@@ -110,8 +145,12 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
     let path = req.url.split_once('?').map_or(req.url, |(p, _)| p);
     // Fault injection for the tests; compiled out of release builds.
     #[cfg(debug_assertions)]
-    if path == "/debug/panic" && req.peer.is_some_and(is_loopback) {
-        panic!("panic injected through /debug/panic");
+    if req.peer.is_some_and(is_loopback) {
+        match path {
+            "/debug/panic" => panic!("panic injected through /debug/panic"),
+            "/debug/fault" => illegal_instruction(),
+            _ => {}
+        }
     }
     let Some(&known) = PATHS.iter().find(|p| **p == path) else {
         return Reply::error(404, "not found");
@@ -148,10 +187,7 @@ fn status_reply(code: u16, status: &str, state: &str) -> Reply {
 }
 
 fn livez(shared: &Shared) -> Reply {
-    let machine = shared.machine();
-    let state = machine.state().name();
-    let child_alive = machine.child_alive();
-    drop(machine);
+    let (state, child_alive) = shared.machine(|m| (m.state().name(), m.child_alive()));
     // A stale --live-file means the app's event loop is stuck although the
     // process runs: that is exactly what liveness must report. Readiness
     // checks do not count here (a failing database is no reason to restart).
@@ -168,22 +204,23 @@ fn livez(shared: &Shared) -> Reply {
 }
 
 fn readyz(shared: &Shared, settings: &HealthSettings) -> Reply {
-    let mut machine = shared.machine();
-    if machine.is_ready() {
-        return status_reply(200, "healthy", "ready");
+    let (ready, draining, met, state) = shared.machine(|m| {
+        let draining = matches!(m.state(), State::Draining(_) | State::Stopping(_));
+        let met = draining && m.unready_answered(Instant::now());
+        (m.is_ready(), draining, met, m.state().name())
+    });
+    if met {
+        shared.waker.wake();
     }
-    let state = machine.state().name();
-    if let State::Draining(_) | State::Stopping(_) = machine.state() {
-        if machine.unready_answered(Instant::now()) {
-            shared.waker.wake();
-        }
-        return status_reply(settings.drain_status, "draining", state);
+    match (ready, draining) {
+        (true, _) => status_reply(200, "healthy", "ready"),
+        (false, true) => status_reply(settings.drain_status, "draining", state),
+        (false, false) => status_reply(503, "unhealthy", state),
     }
-    status_reply(503, "unhealthy", state)
 }
 
 fn healthz(shared: &Shared) -> Reply {
-    let ready = shared.machine().is_ready();
+    let ready = shared.machine(|m| m.is_ready());
     let reports = shared.check_reports();
     let all_pass = reports.iter().all(|r| r.ok);
     let (code, status) = if ready && all_pass {
@@ -209,11 +246,7 @@ fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthS
         log_refusal(req);
         return Reply::error(403, "forbidden");
     }
-    let (result, state) = {
-        let mut machine = shared.machine();
-        let result = machine.manual(drain, Instant::now());
-        (result, machine.state().name())
-    };
+    let (result, state) = shared.machine(|m| (m.manual(drain, Instant::now()), m.state().name()));
     match result {
         Ok(()) => Reply::json(
             200,
@@ -226,36 +259,19 @@ fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthS
     }
 }
 
-/// Logs a refused control request, at most one line a second with a
-/// count of the ones not logged: every refusal is an outsider's request,
-/// and an outsider must not decide how long drainit's log grows.
+/// Logs a refused control request, throttled: every refusal is an
+/// outsider's request, and an outsider must not decide how long drainit's
+/// log grows.
 fn log_refusal(req: &Request) {
-    static LAST: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
-    let now = Instant::now();
-    let skipped = {
-        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, skipped)) = last
-            .as_mut()
-            .filter(|(at, _)| now.duration_since(*at) < Duration::from_secs(1))
-        {
-            *skipped += 1;
-            return;
-        }
-        let skipped = last.map_or(0, |(_, n)| n);
-        *last = Some((now, 0));
-        skipped
-    };
-    let more = if skipped > 0 {
-        format!(" ({skipped} more refused since the last line)")
-    } else {
-        String::new()
-    };
-    warn!(
-        "refused {} {} from {}: control needs loopback or a valid bearer token{more}",
-        req.method,
-        req.url,
-        req.peer.map_or("unknown".into(), |p| p.to_string())
-    );
+    static REFUSED: Throttle = Throttle::new();
+    REFUSED.warn(|| {
+        format!(
+            "refused {} {} from {}: control needs loopback or a valid bearer token",
+            req.method,
+            req.url,
+            req.peer.map_or("unknown".into(), |p| p.to_string())
+        )
+    });
 }
 
 /// Loopback peers are inside the container (or pod); anyone else needs the
@@ -289,8 +305,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn status_json(shared: &Shared) -> String {
-    let machine = shared.machine();
-    let state = machine.state();
+    let (state, drains) = shared.machine(|m| (m.state().clone(), m.drains()));
     let child = shared.child_pid.load(std::sync::atomic::Ordering::Relaxed);
     let mut out = format!(
         "{{\"state\":\"{}\",\"child_pid\":{},\"uptime_seconds\":{:.3},\"drains\":{}",
@@ -301,7 +316,7 @@ fn status_json(shared: &Shared) -> String {
             "null".into()
         },
         shared.started.elapsed().as_secs_f64(),
-        machine.drains(),
+        drains,
     );
     match state.drain() {
         Some(d) => {
@@ -319,7 +334,7 @@ fn status_json(shared: &Shared) -> String {
         }
         None => out.push_str(",\"drain\":null"),
     }
-    match state {
+    match &state {
         State::Stopping(stop) => {
             let _ = write!(out, ",\"stop_signal\":\"{}\"", signals::name(stop.signal));
         }
@@ -328,7 +343,6 @@ fn status_json(shared: &Shared) -> String {
         }
         _ => {}
     }
-    drop(machine);
     let _ = writeln!(
         out,
         ",\"checks\":{}}}",
@@ -344,8 +358,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 fn metrics(shared: &Shared) -> Reply {
     let mut out = String::new();
-    let machine = shared.machine();
-    let current = machine.state().name();
+    let (state, drains, child_up) =
+        shared.machine(|m| (m.state().clone(), m.drains(), m.child_alive()));
+    let current = state.name();
     family(
         &mut out,
         "drainit_state",
@@ -365,20 +380,18 @@ fn metrics(shared: &Shared) -> Reply {
         "gauge",
         "Whether the child is running.",
     );
-    let _ = writeln!(out, "drainit_child_up {}", u8::from(machine.child_alive()));
+    let _ = writeln!(out, "drainit_child_up {}", u8::from(child_up));
     family(
         &mut out,
         "drainit_drains_total",
         "counter",
         "Drains started.",
     );
-    let _ = writeln!(out, "drainit_drains_total {}", machine.drains());
-    let waited = machine
-        .state()
+    let _ = writeln!(out, "drainit_drains_total {drains}");
+    let waited = state
         .drain()
         .and_then(|d| d.waited)
         .map_or(0.0, |w| w.as_secs_f64());
-    drop(machine);
     family(
         &mut out,
         "drainit_drain_duration_seconds",
@@ -412,6 +425,17 @@ fn metrics(shared: &Shared) -> Reply {
     let _ = writeln!(out, "drainit_zombies_reaped_total {reaped}");
     family(
         &mut out,
+        "drainit_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped because the log could not be written fast enough.",
+    );
+    let _ = writeln!(
+        out,
+        "drainit_log_lines_dropped_total {}",
+        logger::dropped_total()
+    );
+    family(
+        &mut out,
         "drainit_health_responses_total",
         "counter",
         "Health answers by path and status.",
@@ -432,7 +456,7 @@ fn metrics(shared: &Shared) -> Reply {
 
 /// Binds the agent-check port; a taken port is a startup error too.
 pub fn bind_agent(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).map_err(|e| format!("cannot listen for agent checks on {addr}: {e}"))
+    bind_or_explain(addr, "agent checks", "--agent-addr")
 }
 
 /// HAProxy's agent-check: one line per connection, `ready`, `drain`
@@ -440,11 +464,11 @@ pub fn bind_agent(addr: SocketAddr) -> Result<TcpListener, String> {
 pub fn start_agent(listener: TcpListener, shared: Arc<Shared>) -> io::Result<()> {
     thread::Builder::new().name("agent".into()).spawn(move || {
         for mut stream in listener.incoming().flatten() {
-            let word = match shared.machine().state() {
+            let word = shared.machine(|m| match m.state() {
                 State::Ready => "ready",
                 State::Stopping(_) | State::Exited { .. } => "down",
                 _ => "drain",
-            };
+            });
             let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
             let _ = stream.write_all(format!("{word}\n").as_bytes());
         }
@@ -455,13 +479,12 @@ pub fn start_agent(listener: TcpListener, shared: Arc<Shared>) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drain::{DrainPolicy, Machine};
-    use std::time::Duration;
+    use crate::drain::{DrainPolicy, Machine, StopPolicy};
 
     fn shared() -> Shared {
-        let mut m = Machine::new(DrainPolicy::default(), Duration::from_secs(5));
+        let mut m = Machine::new(DrainPolicy::default(), StopPolicy::default());
         m.checks_changed(true, "test");
-        Shared::new(m).unwrap()
+        Shared::new(m)
     }
 
     fn settings() -> HealthSettings {
@@ -514,7 +537,7 @@ mod tests {
             .code,
             404
         );
-        assert!(s.machine().is_ready());
+        assert!(s.machine(|m| m.is_ready()));
         assert_eq!(
             route(
                 &get(
@@ -528,7 +551,7 @@ mod tests {
             .code,
             200
         );
-        assert!(!s.machine().is_ready());
+        assert!(!s.machine(|m| m.is_ready()));
         assert_eq!(
             route(
                 &get("/sethealth/ok", "::ffff:127.0.0.1", &[]),
@@ -538,7 +561,7 @@ mod tests {
             .code,
             200
         );
-        assert!(s.machine().is_ready());
+        assert!(s.machine(|m| m.is_ready()));
     }
 
     #[test]

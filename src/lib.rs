@@ -1,14 +1,15 @@
 //! drainit: an init for containers that reaps zombies, forwards signals,
 //! and drains load-balancer traffic before the app is asked to stop.
 //!
-//! The file list is the architecture: `cli` (options), `spawn` (starting
-//! the child), `supervisor` (the signal loop), `reap` (zombies and
-//! descendants), `drain` (the state machine), `health` (the endpoint's
-//! routes), `http` (HTTP/1.1: `http::server`, the bounded server under the
-//! routes, and `http::client`, the GET of checks and probes), `shared`
-//! (what the threads share), `checks` (readiness of the app), `json`
-//! (escaping and reading JSON), `commands` (the `probe`, `drain`,
-//! `undrain` and `status` subcommands).
+//! The file list is the architecture: `cli` (options, on the tables of
+//! `opts`), `spawn` (starting the child), `supervisor` (the signal loop),
+//! `reap` (zombies and descendants), `drain` (the state machine), `health`
+//! (the endpoint's routes), `http` (HTTP/1.1: `http::conn` and
+//! `http::server`, the bounded server under the routes, and
+//! `http::client`, the GET of checks and probes), `shared` (what the
+//! threads share), `checks` (readiness of the app), `json` (escaping and
+//! reading JSON), `commands` (the `probe`, `drain`, `undrain` and `status`
+//! subcommands).
 
 pub mod checks;
 pub mod cli;
@@ -17,6 +18,9 @@ pub mod drain;
 pub mod health;
 pub mod http;
 pub mod json;
+pub mod listeners;
+pub mod logger;
+pub mod opts;
 pub mod reap;
 pub mod shared;
 pub mod signals;
@@ -24,12 +28,12 @@ pub mod spawn;
 pub mod supervisor;
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::net::TcpListener;
 use std::sync::Arc;
 
 use libc::c_int;
 use log::{error, warn};
+use nix::sys::prctl;
 
 use crate::cli::{Config, Invocation, EXIT_USAGE};
 use crate::drain::Machine;
@@ -38,14 +42,18 @@ use crate::shared::Shared;
 use crate::spawn::Inherited;
 use crate::supervisor::Supervisor;
 
-/// drainit's whole life: `args` without argv[0], and the signal state
-/// captured before anything could change it.
-pub fn entry(inherited: std::io::Result<Inherited>, args: Vec<OsString>) -> c_int {
+/// drainit's whole life: the name it was invoked as (argv[0]), its
+/// arguments, and the signal state captured before anything could change it.
+pub fn entry(
+    inherited: std::io::Result<Inherited>,
+    invoked_as: OsString,
+    args: Vec<OsString>,
+) -> c_int {
     let env = |k: &str| std::env::var(k).ok();
     if let Some(sub) = args.first().filter(|a| commands::is_subcommand(a)) {
         return commands::run(&sub.to_string_lossy(), &args[1..], &env);
     }
-    let config = match cli::parse(&args, &env) {
+    let config = match cli::parse(&invoked_as, &args, &env) {
         Ok(Invocation::Run(config)) => config,
         Ok(Invocation::Help) => {
             print!("{}", cli::help());
@@ -55,12 +63,16 @@ pub fn entry(inherited: std::io::Result<Inherited>, args: Vec<OsString>) -> c_in
             println!("drainit {}", env!("CARGO_PKG_VERSION"));
             return 0;
         }
+        Ok(Invocation::License) => {
+            print!("{}", include_str!("../LICENSE"));
+            return 0;
+        }
         Err(e) => {
             eprintln!("drainit: {e}");
             return EXIT_USAGE;
         }
     };
-    init_logging(&config.log_filter);
+    logger::init(&config.log_filter);
     // One log line instead of the default multi-line panic report.
     std::panic::set_hook(Box::new(|info| {
         let payload = info.payload();
@@ -78,31 +90,20 @@ pub fn entry(inherited: std::io::Result<Inherited>, args: Vec<OsString>) -> c_in
         Ok(i) => i,
         Err(e) => return fail(&format!("cannot read the inherited signal state: {e}")),
     };
-    run(*config, inherited)
+    let code = run(*config, inherited);
+    logger::flush(LOG_PATIENCE);
+    code
 }
 
-/// One line per record, written whole, so it never lands inside a line of
-/// the child's output.
-fn init_logging(filter: &str) {
-    env_logger::Builder::new()
-        .parse_filters(filter)
-        .format(|buf, record| {
-            writeln!(
-                buf,
-                "drainit: {}: {}",
-                record.level().as_str().to_lowercase(),
-                record.args()
-            )
-        })
-        .init();
-}
+/// How long drainit's start and exit wait for a log that makes no progress.
+const LOG_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn fail(message: &str) -> c_int {
     error!("{message}");
     1
 }
 
-fn run(mut config: Config, inherited: Inherited) -> c_int {
+fn run(config: Config, inherited: Inherited) -> c_int {
     if let Err(e) = inherited.take_back_sigchld() {
         return fail(&format!("cannot take back SIGCHLD: {e}"));
     }
@@ -115,11 +116,12 @@ fn run(mut config: Config, inherited: Inherited) -> c_int {
     if let Err(e) = become_reaper(&config) {
         return fail(&e);
     }
-    warn_about_budget(&mut config);
-    let shared = match Shared::new(Machine::new(config.drain.clone(), config.grace)) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return fail(&format!("cannot create the wake-up pipe: {e}")),
-    };
+    warn_if_over_budget(&config);
+    let mut machine = Machine::new(config.drain.clone(), config.stop.clone());
+    if config.setsid && spawn::give_up_terminal() {
+        machine.ignore_once(&[libc::SIGHUP, libc::SIGCONT]);
+    }
+    let shared = Arc::new(Shared::new(machine));
     let endpoints = match bind_endpoints(&config) {
         Ok(e) => e,
         Err(e) => {
@@ -127,7 +129,9 @@ fn run(mut config: Config, inherited: Inherited) -> c_int {
             return EXIT_USAGE;
         }
     };
-    let child = match spawn::spawn(&config.program, &inherited) {
+    // Start-up warnings come out before anything the child writes.
+    logger::flush(LOG_PATIENCE);
+    let child = match spawn::spawn(&config.program, &inherited, config.setsid) {
         Ok(pid) => pid,
         Err(e) => {
             eprintln!("drainit: {}", e.message);
@@ -146,20 +150,20 @@ fn run(mut config: Config, inherited: Inherited) -> c_int {
     if let Err(e) = checks::start(&config.checks, Arc::clone(&shared), inherited) {
         warn!("cannot start the checks thread: {e}; readiness stays as it is");
     }
-    let forwarder = Supervisor::new(config, shared, &forwardable, child);
-    match forwarder {
-        Ok(s) => s.run(),
-        Err(e) => {
-            let _ = signals::send(-child, libc::SIGKILL);
-            fail(&format!("cannot create the signalfd: {e}"))
-        }
-    }
+    let settings = supervisor::Settings {
+        process_group: config.process_group,
+        warn_on_reap: config.warn_on_reap,
+        remap_exit: config.remap_exit,
+    };
+    Supervisor::new(settings, shared, forwardable, child).run()
 }
 
-/// As PID 1, drainit inherits every orphan. Otherwise it must ask for them.
+/// As PID 1, drainit inherits every orphan. Otherwise it must ask for
+/// them, unless whoever started it has already made it a subreaper.
 fn become_reaper(config: &Config) -> Result<(), String> {
     if let Some(sig) = config.pdeath_signal {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and nothing else.
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and nothing
+        // else; nix's wrapper cannot name real-time signals.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0 {
             return Err(format!(
                 "cannot set the parent-death signal: {}",
@@ -167,7 +171,7 @@ fn become_reaper(config: &Config) -> Result<(), String> {
             ));
         }
     }
-    if std::process::id() == 1 {
+    if std::process::id() == 1 || prctl::get_child_subreaper().unwrap_or(false) {
         return Ok(());
     }
     if !config.subreaper {
@@ -176,34 +180,22 @@ fn become_reaper(config: &Config) -> Result<(), String> {
         );
         return Ok(());
     }
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes a flag and nothing else.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) } != 0 {
-        return Err(format!(
-            "cannot register as child subreaper: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    prctl::set_child_subreaper(true).map_err(|e| format!("cannot register as child subreaper: {e}"))
 }
 
-/// Draining needs somebody to tell; and a stop that outlasts the
-/// orchestrator's budget ends in its SIGKILL, mid-request.
-fn warn_about_budget(config: &mut Config) {
-    if config.health_addr.is_none() && config.agent_addr.is_none() {
-        config.drain.on.clear();
+/// A stop that outlasts the orchestrator's budget ends in its SIGKILL,
+/// mid-request.
+fn warn_if_over_budget(config: &Config) {
+    if config.drain.on.is_empty() {
         return;
     }
-    // A drain signal that --rewrite drops (SIG:0) is dropped, not drained:
-    // holding it would end in a stop with nothing forwarded, so the child
-    // would get the grace period's SIGKILL for a signal meant to be ignored.
-    let rewrites = &config.rewrites;
-    config.drain.on.retain(|&sig| rewrites.apply(sig).is_some());
-    let total = config.drain.longest_wait() + config.grace;
+    let grace = config.stop.grace.unwrap_or_default();
+    let total = config.drain.longest_wait() + grace;
     if total > config.stop_timeout {
         warn!(
             "drain wait ({:?}) + grace ({:?}) = {:?} exceeds the stop timeout of {:?}: the orchestrator will SIGKILL first (raise docker stop -t / stop_grace_period / terminationGracePeriodSeconds)",
             config.drain.longest_wait(),
-            config.grace,
+            grace,
             total,
             config.stop_timeout
         );

@@ -18,15 +18,20 @@ extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     let inherited = Inherited::capture();
     // SAFETY: argc/argv are what the C runtime passed to main: argc valid,
     // NUL-terminated strings.
-    let args = unsafe { collect_args(argc, argv) };
-    drainit::entry(inherited, args)
+    let mut args = unsafe { collect_args(argc, argv) };
+    let invoked_as = if args.is_empty() {
+        OsString::new()
+    } else {
+        args.remove(0)
+    };
+    drainit::entry(inherited, invoked_as, args)
 }
 
 /// # Safety
 /// `argv` must hold `argc` valid NUL-terminated strings.
 unsafe fn collect_args(argc: c_int, argv: *const *const c_char) -> Vec<OsString> {
-    (1..usize::try_from(argc).unwrap_or(0))
-        // SAFETY: the caller guarantees argv[1..argc] are valid C strings.
+    (0..usize::try_from(argc).unwrap_or(0))
+        // SAFETY: the caller guarantees argv[0..argc] are valid C strings.
         .map(|i| OsString::from_vec(unsafe { CStr::from_ptr(*argv.add(i)) }.to_bytes().to_vec()))
         .collect()
 }

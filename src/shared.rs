@@ -4,18 +4,15 @@
 //! Locks are held only to read or update a few fields, never across I/O,
 //! so the health server can never stall the signal loop.
 
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use nix::fcntl::OFlag;
-use nix::unistd;
+use log::info;
 
 use crate::checks::CheckReport;
 use crate::drain::Machine;
-use crate::signals::MAX_SIGNAL;
+use crate::signals::{self, MAX_SIGNAL};
 
 pub struct Shared {
     machine: Mutex<Machine>,
@@ -27,22 +24,33 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(machine: Machine) -> io::Result<Shared> {
-        Ok(Shared {
+    pub fn new(machine: Machine) -> Shared {
+        Shared {
             machine: Mutex::new(machine),
             metrics: Metrics::default(),
-            waker: Waker::new()?,
+            waker: Waker,
             child_pid: AtomicI32::new(0),
             started: Instant::now(),
             checks: Mutex::new(Vec::new()),
-        })
+        }
     }
 
-    /// The state machine. A panic while it was held cannot leave it
-    /// half-updated (each transition is one assignment), so a poisoned
-    /// lock is taken over rather than spreading the panic to PID 1.
-    pub fn machine(&self) -> MutexGuard<'_, Machine> {
-        self.machine.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Runs `f` on the state machine. The lock is held only while `f`
+    /// runs; the transitions it made are logged after it is released, so a
+    /// stalled log can never hold the lock. A panic while it was held
+    /// cannot leave the machine half-updated (each transition is one
+    /// assignment), so a poisoned lock is taken over rather than spreading
+    /// the panic to PID 1.
+    pub fn machine<R>(&self, f: impl FnOnce(&mut Machine) -> R) -> R {
+        let (result, journal) = {
+            let mut machine = self.machine.lock().unwrap_or_else(PoisonError::into_inner);
+            let result = f(&mut machine);
+            (result, machine.take_journal())
+        };
+        for line in journal {
+            info!("{line}");
+        }
+        result
     }
 
     pub fn check_reports(&self) -> MutexGuard<'_, Vec<CheckReport>> {
@@ -102,32 +110,15 @@ impl Metrics {
     }
 }
 
-/// A self-pipe: other threads write a byte to make the supervisor's poll
-/// return, so it can recompute its deadline.
-pub struct Waker {
-    read: OwnedFd,
-    write: OwnedFd,
-}
+/// Makes the supervisor read the machine's deadline again, after another
+/// thread changed what it should be (a drain met its checks, say).
+pub struct Waker;
 
 impl Waker {
-    fn new() -> io::Result<Waker> {
-        let (read, write) = unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-        Ok(Waker { read, write })
-    }
-
-    /// A full pipe already means "wake up", so EAGAIN is success.
+    /// A SIGCHLD drainit sends itself: blocked in every thread, it waits
+    /// for the supervisor's sigtimedwait, which reaps and goes round its
+    /// loop on every SIGCHLD. Pending ones merge, which is all a wake-up needs.
     pub fn wake(&self) {
-        let _ = unistd::write(&self.write, &[1]);
-    }
-
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.read.as_fd()
-    }
-
-    pub fn clear(&self) {
-        let mut buf = [0u8; 64];
-        while matches!(unistd::read(std::os::fd::AsRawFd::as_raw_fd(&self.read), &mut buf), Ok(n) if n > 0)
-        {
-        }
+        let _ = signals::send(std::process::id() as libc::pid_t, libc::SIGCHLD);
     }
 }

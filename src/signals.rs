@@ -7,24 +7,21 @@
 //! in signal context, so there is nothing async-signal-unsafe to get wrong.
 
 use std::io;
-use std::mem::MaybeUninit;
 
 use libc::c_int;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 
 /// Highest signal number on Linux (SIGRTMAX is 64).
 pub const MAX_SIGNAL: c_int = 64;
 
-/// Signals raised synchronously by a fault in drainit itself. Blocking them
-/// would turn a crash into a hang, so they keep their default action and are
-/// never forwarded.
-const SYNCHRONOUS: [c_int; 7] = [
-    libc::SIGSEGV,
-    libc::SIGBUS,
-    libc::SIGILL,
-    libc::SIGFPE,
-    libc::SIGABRT,
-    libc::SIGTRAP,
-    libc::SIGSYS,
+const FAULTS: [Signal; 7] = [
+    Signal::SIGSEGV,
+    Signal::SIGBUS,
+    Signal::SIGILL,
+    Signal::SIGFPE,
+    Signal::SIGABRT,
+    Signal::SIGTRAP,
+    Signal::SIGSYS,
 ];
 
 const NAMES: [(&str, c_int); 31] = [
@@ -72,6 +69,7 @@ pub fn parse(text: &str, allow_zero: bool) -> Result<c_int, String> {
     if let Ok(n) = text.parse::<c_int>() {
         return match n {
             0 if allow_zero => Ok(0),
+            n if is_reserved(n) => Err(reserved(text)),
             1..=MAX_SIGNAL => Ok(n),
             _ => Err(bad()),
         };
@@ -82,6 +80,23 @@ pub fn parse(text: &str, allow_zero: bool) -> Result<c_int, String> {
         return Ok(n);
     }
     parse_realtime(name).ok_or_else(bad)
+}
+
+/// Signals between the standard ones and SIGRTMIN belong to the C library
+/// (glibc's thread cancellation and setxid, musl's too): no program can be
+/// sent them on purpose, and drainit leaves them alone.
+fn is_reserved(sig: c_int) -> bool {
+    (FIRST_RESERVED..libc::SIGRTMIN()).contains(&sig)
+}
+
+const FIRST_RESERVED: c_int = 32;
+
+fn reserved(text: &str) -> String {
+    format!(
+        "signal {text} is reserved by the C library (signals {FIRST_RESERVED}-{} are its own); use SIGRTMIN ({}) or above",
+        libc::SIGRTMIN() - 1,
+        libc::SIGRTMIN()
+    )
 }
 
 fn parse_realtime(name: &str) -> Option<c_int> {
@@ -125,32 +140,28 @@ pub fn is_terminating(sig: c_int) -> bool {
     matches!(sig, libc::SIGTERM | libc::SIGINT | libc::SIGQUIT)
 }
 
-/// Every signal drainit blocks and forwards: all of them but SIGKILL,
-/// SIGSTOP, the synchronous fault signals and the C library's reserved ones.
-pub fn forwardable() -> libc::sigset_t {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigfillset initialises the set it is given; sigdelset only
-    // reads and writes that initialised set.
-    unsafe {
-        libc::sigfillset(set.as_mut_ptr());
-        for sig in SYNCHRONOUS {
-            libc::sigdelset(set.as_mut_ptr(), sig);
-        }
-        set.assume_init()
-    }
+/// The stops a terminal's job control sends.
+pub fn is_job_control_stop(sig: c_int) -> bool {
+    matches!(sig, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU)
 }
 
-/// Blocks `set` in the calling thread and returns the mask it replaced.
-/// Threads started afterwards inherit the new mask.
-pub fn block(set: &libc::sigset_t) -> io::Result<libc::sigset_t> {
-    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: both pointers are valid sigsets; pthread_sigmask fills `old`.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, set, old.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    // SAFETY: pthread_sigmask succeeded, so it wrote the old mask.
-    Ok(unsafe { old.assume_init() })
+/// Signals the kernel also raises for a fault (si_code > 0). Sent with
+/// kill(2) they are forwarded like any other; a real fault in drainit
+/// still kills it, because the kernel forces those through the mask.
+pub fn is_fault(sig: c_int) -> bool {
+    FAULTS.iter().any(|f| *f as c_int == sig)
+}
+
+/// Every signal drainit blocks and forwards: all of them but SIGKILL and
+/// SIGSTOP (which cannot be blocked) and the C library's reserved ones.
+pub fn forwardable() -> SigSet {
+    SigSet::all()
+}
+
+/// Blocks `set` in the calling thread. Threads started afterwards inherit
+/// the new mask.
+pub fn block(set: &SigSet) -> io::Result<()> {
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(set), None).map_err(io::Error::from)
 }
 
 /// Sends `sig` to `pid` (a negative pid names a process group).
@@ -209,6 +220,12 @@ mod tests {
         assert!(parse("RTMAX+1", false).is_err());
         assert!(parse("BOGUS", false).is_err());
         assert!(parse("RTMIN+x", false).is_err());
+        for reserved in ["32", "33"] {
+            let err = parse(reserved, true).unwrap_err();
+            assert!(err.contains("reserved by the C library"), "{err}");
+        }
+        let mut r = Rewrites::default();
+        assert!(r.add("1:32").unwrap_err().contains("signal 32 is reserved"));
     }
 
     #[test]

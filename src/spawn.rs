@@ -5,17 +5,20 @@
 use std::ffi::OsString;
 use std::io::{self, IsTerminal};
 use std::mem::MaybeUninit;
+use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use libc::c_int;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+use nix::unistd::{getsid, setsid, tcsetpgrp, Pid};
 
 use crate::signals::MAX_SIGNAL;
 
 /// The signal state drainit was started with, captured before it changed
 /// anything, so the child can be given exactly the same.
 pub struct Inherited {
-    mask: libc::sigset_t,
+    mask: SigSet,
     /// Signals whose disposition was SIG_IGN. exec keeps ignored signals
     /// ignored, but drainit had to take SIGCHLD back and Rust's Command
     /// resets SIGPIPE, so they are put back explicitly.
@@ -25,18 +28,11 @@ pub struct Inherited {
 impl Inherited {
     /// Reads the current mask and ignored set. Call first thing in main.
     pub fn capture() -> io::Result<Inherited> {
-        let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: a null new-set only reads the mask into `mask`.
-        let rc =
-            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
+        let mut mask = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut mask))?;
         let ignored = (1..=MAX_SIGNAL)
             .filter(|&s| disposition_is_ignore(s))
             .collect();
-        // SAFETY: pthread_sigmask succeeded and filled `mask`.
-        let mask = unsafe { mask.assume_init() };
         Ok(Inherited { mask, ignored })
     }
 
@@ -74,13 +70,33 @@ pub struct SpawnError {
     pub message: String,
 }
 
-/// Starts `program` in its own process group. When stdin is a terminal
-/// the new group is made its foreground group, so Ctrl-C and job control
-/// reach the child as they would from a shell.
-pub fn spawn(program: &[OsString], inherited: &Inherited) -> Result<libc::pid_t, SpawnError> {
+/// Where the child runs.
+#[derive(Clone, Copy)]
+pub enum Placement {
+    /// In a process group of its own (tini's way), made the terminal's
+    /// foreground group when there is a terminal, so Ctrl-C and job
+    /// control reach it as they would from a shell.
+    Group { foreground: bool },
+    /// In a session of its own that takes the terminal (dumb-init's way),
+    /// so a shell run as the child has job control.
+    Session { terminal: bool },
+}
+
+/// Starts `program` in a group or, with `setsid`, a session of its own.
+pub fn spawn(
+    program: &[OsString],
+    inherited: &Inherited,
+    setsid: bool,
+) -> Result<libc::pid_t, SpawnError> {
     let mut command = Command::new(&program[0]);
     command.args(&program[1..]);
-    configure(&mut command, inherited, io::stdin().is_terminal());
+    let tty = io::stdin().is_terminal();
+    let placement = if setsid {
+        Placement::Session { terminal: tty }
+    } else {
+        Placement::Group { foreground: tty }
+    };
+    configure(&mut command, inherited, placement);
     match command.spawn() {
         Ok(child) => Ok(child.id() as libc::pid_t),
         Err(e) => Err(SpawnError {
@@ -94,45 +110,62 @@ pub fn spawn(program: &[OsString], inherited: &Inherited) -> Result<libc::pid_t,
     }
 }
 
-/// Makes `command` start in a new process group (the terminal's foreground
-/// group when `foreground`) with the inherited signal mask and ignored set.
-pub fn configure(command: &mut Command, inherited: &Inherited, foreground: bool) {
+/// The variable that holds the control token.
+pub const CONTROL_TOKEN_ENV: &str = "DRAINIT_CONTROL_TOKEN";
+
+/// Makes `command` start where `placement` says, with the inherited signal
+/// mask and ignored set. drainit's control token is not passed on: the app
+/// has no use for it, and everything it starts could read it.
+pub fn configure(command: &mut Command, inherited: &Inherited, placement: Placement) {
+    command.env_remove(CONTROL_TOKEN_ENV);
     let mask = inherited.mask;
     let ignored = inherited.ignored.clone();
+    let all = SigSet::all();
+    if let Placement::Group { .. } = placement {
+        command.process_group(0);
+    }
     // SAFETY: the closure runs between fork and exec and calls only
-    // async-signal-safe functions (setpgid, tcsetpgrp, signal,
-    // pthread_sigmask) on data captured by value; it allocates nothing.
+    // async-signal-safe functions (getpid, setsid, tcsetpgrp, ioctl,
+    // signal, pthread_sigmask) on data captured by value; it allocates
+    // nothing. Descriptor 0 stays open for the closure's whole run.
     unsafe {
         command.pre_exec(move || {
-            become_group_leader(foreground)?;
+            // std empties the mask before this runs: block everything
+            // again until the inherited mask is put back, so that nothing
+            // sent to the new pid can act before exec, and tcsetpgrp from
+            // what is still a background group cannot raise SIGTTOU.
+            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&all), None)?;
+            match placement {
+                Placement::Group { foreground: true } => {
+                    let _ = tcsetpgrp(BorrowedFd::borrow_raw(libc::STDIN_FILENO), Pid::this());
+                }
+                Placement::Group { foreground: false } => {}
+                Placement::Session { terminal } => {
+                    setsid()?;
+                    // Fails harmlessly when drainit could not give it up.
+                    if terminal {
+                        libc::ioctl(libc::STDIN_FILENO, libc::TIOCSCTTY, 0);
+                    }
+                }
+            }
             for &sig in &ignored {
                 set_disposition(sig, libc::SIG_IGN)?;
             }
-            restore_mask(&mask)
+            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
+            Ok(())
         });
     }
 }
 
-fn become_group_leader(tty: bool) -> io::Result<()> {
-    // SAFETY: setpgid/getpid/tcsetpgrp are async-signal-safe syscalls.
-    unsafe {
-        if libc::setpgid(0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // A background group calling tcsetpgrp gets SIGTTOU unless it is
-        // blocked; it still is here (the inherited mask comes back after).
-        if tty {
-            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
-        }
+/// Gives up the controlling terminal so the child's new session can take
+/// it (dumb-init's setsid mode). Returns whether drainit led the session
+/// that had it: then the kernel sent its foreground group (drainit) a
+/// SIGHUP and a SIGCONT that must not reach the child.
+pub fn give_up_terminal() -> bool {
+    if !io::stdin().is_terminal() {
+        return false;
     }
-    Ok(())
-}
-
-fn restore_mask(mask: &libc::sigset_t) -> io::Result<()> {
-    // SAFETY: `mask` is a valid sigset; pthread_sigmask is async-signal-safe.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    Ok(())
+    // SAFETY: TIOCNOTTY takes no argument and changes no memory.
+    let detached = unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCNOTTY) } == 0;
+    detached && getsid(None).is_ok_and(|sid| sid == Pid::this())
 }

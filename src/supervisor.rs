@@ -1,175 +1,187 @@
 //! The signal loop: the one thread that owns the child.
 //!
-//! It sleeps in poll(2) on a signalfd and on the waker pipe, with a timeout
-//! only while a drain wait or grace period is running, so an idle drainit
-//! is never woken. Everything that happens to the child happens here.
+//! It sleeps in sigtimedwait(2), with a timeout only when the drain machine
+//! has a deadline, so an idle drainit is never woken, and a signal costs
+//! one wait and one kill, as in dumb-init. Other threads wake it with a
+//! SIGCHLD sent to drainit itself: every SIGCHLD makes it reap and read the
+//! machine's deadline again. The machine decides what every signal, exit
+//! and deadline means; this loop only does the I/O: take signals, send
+//! them, reap, sleep.
 
-use std::os::fd::AsFd;
+use std::mem::MaybeUninit;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libc::{c_int, pid_t};
 use log::{debug, info, warn};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::SigSet;
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::cli::Config;
 use crate::drain::Action;
+use crate::logger::Throttle;
 use crate::reap::{self, Process};
 use crate::shared::Shared;
 use crate::signals;
 
-/// How long descendants left behind by a child that exited on its own get
-/// between SIGTERM and SIGKILL (never more than --grace).
-const LEFTOVER_WAIT: Duration = Duration::from_secs(2);
-/// How long to wait for SIGKILLed processes to be reaped before giving up.
-const KILL_WAIT: Duration = Duration::from_secs(1);
+/// What the loop needs from the configuration.
+pub struct Settings {
+    /// Signals go to the child's process group (-g), not the child alone.
+    pub process_group: bool,
+    pub warn_on_reap: bool,
+    /// Child exit codes that drainit reports as 0 (-e).
+    pub remap_exit: Vec<i32>,
+}
 
 pub struct Supervisor {
-    config: Config,
+    settings: Settings,
     shared: Arc<Shared>,
-    sigfd: SignalFd,
+    /// The signals waited for: every one drainit blocks.
+    signals: SigSet,
     me: pid_t,
     child: pid_t,
-    /// Set once the main child is reaped: its code and the grace deadline
-    /// that was running then.
-    exit: Option<(i32, Option<Instant>)>,
+    /// The main child's exit code, once it is reaped.
+    exit: Option<i32>,
+    /// Whether drainit had children at the last reap.
+    children_left: bool,
+    /// What the machine asked for when the child exited, done once the
+    /// reaping is over and only if there is anything left to do it to.
+    after_exit: Option<Action>,
     /// Adopted processes that were sent the stop signal with the child.
     stop_signalled: Vec<pid_t>,
 }
 
 impl Supervisor {
-    /// `forwardable` must already be blocked in every thread.
+    /// `signals` must already be blocked in every thread, since before the
+    /// child was started: a SIGCHLD of a child that died at once waits.
     pub fn new(
-        config: Config,
+        settings: Settings,
         shared: Arc<Shared>,
-        forwardable: &libc::sigset_t,
+        signals: SigSet,
         child: pid_t,
-    ) -> nix::Result<Supervisor> {
-        // SAFETY: `forwardable` was initialised by sigfillset/sigdelset.
-        let mask = unsafe { SigSet::from_sigset_t_unchecked(*forwardable) };
-        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-        Ok(Supervisor {
-            config,
+    ) -> Supervisor {
+        Supervisor {
+            settings,
             shared,
-            sigfd,
+            signals,
             me: std::process::id() as pid_t,
             child,
             exit: None,
+            children_left: true,
+            after_exit: None,
             stop_signalled: Vec::new(),
-        })
+        }
     }
 
     /// Runs until the child has exited and its descendants are gone;
     /// returns drainit's exit code.
     pub fn run(mut self) -> i32 {
-        // The child may have died before the signalfd existed.
-        self.reap();
         loop {
-            if let Some((code, grace_end)) = self.exit {
-                self.clean_up_descendants(grace_end);
+            if let Some(code) = self.exit.filter(|_| !self.children_left) {
                 return self.remap(code);
             }
-            let deadline = self.shared.machine().next_deadline();
-            self.wait(deadline);
-            self.read_signals();
-            let action = self.shared.machine().tick(Instant::now());
+            let deadline = self.shared.machine(|m| m.next_deadline());
+            if let Some(info) = self.next_signal(deadline) {
+                self.on_signal(&info);
+            }
+            let action = self.shared.machine(|m| m.tick(Instant::now()));
+            if action == Action::GiveUp {
+                return self.remap(self.exit.unwrap_or(1));
+            }
             self.act(action);
         }
     }
 
-    /// Sleeps until a signal, a wake-up, or `deadline`. A wake-up is
-    /// consumed here, so no caller can spin on a waker left readable.
-    fn wait(&self, deadline: Option<Instant>) {
-        let timeout = deadline.map_or(PollTimeout::NONE, |d| {
-            // Round up, so the loop never wakes just before a deadline and spins.
-            let ms = d
-                .saturating_duration_since(Instant::now())
-                .as_micros()
-                .div_ceil(1000);
-            PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+    /// The next signal, waiting for it until `deadline` (for ever without
+    /// one); `None` when the deadline came first.
+    fn next_signal(&self, deadline: Option<Instant>) -> Option<libc::siginfo_t> {
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            libc::timespec {
+                tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+                tv_nsec: left.subsec_nanos().into(),
+            }
         });
-        let mut fds = [
-            PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.shared.waker.fd(), PollFlags::POLLIN),
-        ];
-        if let Err(e) = poll(&mut fds, timeout) {
-            if e != nix::errno::Errno::EINTR {
-                warn!("poll failed: {e}");
+        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: the set, the info buffer and the optional timeout are all
+        // valid for the call; sigtimedwait writes only into `info`.
+        let sig = unsafe {
+            libc::sigtimedwait(
+                self.signals.as_ref(),
+                info.as_mut_ptr(),
+                timeout.as_ref().map_or(std::ptr::null(), |t| t),
+            )
+        };
+        if sig < 0 {
+            let e = std::io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                static WAIT_FAILED: Throttle = Throttle::new();
+                WAIT_FAILED.warn(|| format!("sigtimedwait failed: {e}"));
             }
+            return None;
         }
-        if fds[1]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN))
-        {
-            self.shared.waker.clear();
-        }
+        // SAFETY: sigtimedwait succeeded, so it filled `info`.
+        Some(unsafe { info.assume_init() })
     }
 
-    fn read_signals(&mut self) {
-        loop {
-            match self.sigfd.read_signal() {
-                Ok(Some(info))
-                    if info.ssi_pid == self.me as u32 && info.ssi_signo != libc::SIGCHLD as u32 =>
-                {
-                    // Raised by drainit itself, such as SIGPIPE from a log
-                    // write to a closed pipe: not meant for the child. Not
-                    // logged: with nobody reading the log, that line raised
-                    // the next SIGPIPE, forever, and this thread-directed
-                    // one was always read before any signal sent to drainit.
-                    if info.ssi_signo != libc::SIGPIPE as u32 {
-                        debug!(
-                            "ignoring {} raised by drainit itself",
-                            signals::name(info.ssi_signo as c_int)
-                        );
-                    }
-                }
-                Ok(Some(info)) => self.on_signal(info.ssi_signo as c_int),
-                Ok(None) => return,
-                Err(e) => {
-                    warn!("reading signals failed: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn on_signal(&mut self, sig: c_int) {
+    fn on_signal(&mut self, info: &libc::siginfo_t) {
+        let sig = info.si_signo;
+        // SAFETY: si_pid is set for every signal sigtimedwait returns: by
+        // kill/sigqueue/tgkill, and by the kernel for SIGCHLD; it reads 0
+        // for kernel-raised ones that carry no sender.
+        let sender = unsafe { info.si_pid() };
         if sig == libc::SIGCHLD {
-            self.reap();
+            // A child changed state, or another thread wants the deadline
+            // read again; either way, reap and let the loop go round. No
+            // children left means no descendants either (orphans come to
+            // us): the common, fast exit needs no /proc scan.
+            self.children_left = self.reap();
+            if let Some(action) = self.after_exit.take().filter(|_| self.children_left) {
+                self.act(action);
+            }
+            return;
+        }
+        if sender == self.me {
+            debug!("ignoring {} raised by drainit itself", signals::name(sig));
+            return;
+        }
+        // The kernel's own fault report (si_code > 0) is never the child's
+        // business; only one sent with kill(2) is.
+        if info.si_code > 0 && signals::is_fault(sig) {
+            debug!("ignoring {} raised by the kernel", signals::name(sig));
             return;
         }
         debug!("received {}", signals::name(sig));
-        let action = {
-            let mut machine = self.shared.machine();
-            if machine.is_drain_signal(sig) {
-                machine.drain_signal(sig, Instant::now())
-            } else {
-                Action::Forward(sig)
-            }
-        };
+        let action = self.shared.machine(|m| m.on_signal(sig, Instant::now()));
         self.act(action);
     }
 
     fn act(&mut self, action: Action) {
         match action {
-            Action::Nothing => {}
+            Action::Nothing | Action::GiveUp => {}
             Action::Forward(sig) => self.forward(sig),
+            Action::Stop(sig) => {
+                self.forward(sig);
+                self.signal_adopted(sig);
+            }
+            Action::Suspend(sig) => {
+                self.forward(sig);
+                // As PID 1 the kernel drops this (init cannot be stopped
+                // from inside its namespace), as it does for dumb-init.
+                debug!("stopping drainit itself after {}", signals::name(sig));
+                let _ = signals::send(self.me, libc::SIGSTOP);
+            }
             Action::Kill => self.kill_at_grace_end(),
+            Action::TermLeftovers { after_stop } => self.term_leftovers(after_stop),
+            Action::KillLeftovers => self.kill_leftovers(),
         }
     }
 
-    /// Forwards a received signal after rewriting it.
-    fn forward(&mut self, received: c_int) {
+    /// Sends `sig` to the child, or its group with -g.
+    fn forward(&mut self, sig: c_int) {
         if self.exit.is_some() {
             return;
         }
-        let Some(sig) = self.config.rewrites.apply(received) else {
-            debug!("dropping {} (rewritten to 0)", signals::name(received));
-            return;
-        };
-        let (target, whom) = if self.config.process_group {
+        let (target, whom) = if self.settings.process_group {
             (-self.child, "process group")
         } else {
             (self.child, "child")
@@ -179,16 +191,15 @@ impl Supervisor {
                 debug!("forwarded {} to {whom} {}", signals::name(sig), self.child);
                 self.shared.metrics.count_forwarded(sig);
             }
-            Err(e) => warn!(
-                "could not forward {} to {whom} {}: {e}",
-                signals::name(sig),
-                self.child
-            ),
-        }
-        if signals::is_terminating(sig) {
-            self.shared.machine().stop_forwarded(sig, Instant::now());
-            if self.config.wait_adopted {
-                self.signal_adopted(sig);
+            Err(e) => {
+                static FORWARD_FAILED: Throttle = Throttle::new();
+                FORWARD_FAILED.warn(|| {
+                    format!(
+                        "could not forward {} to {whom} {}: {e}",
+                        signals::name(sig),
+                        self.child
+                    )
+                });
             }
         }
     }
@@ -211,8 +222,9 @@ impl Supervisor {
 
     /// Whether `p` was sent the stop signal: as an adopted process, or as
     /// a member of the child's group with -g.
-    fn had_stop_signal(&self, p: &Process) -> bool {
-        self.stop_signalled.contains(&p.pid) || (self.config.process_group && p.pgid == self.child)
+    fn had_stop_signal(&self, p: &Process, after_stop: bool) -> bool {
+        self.stop_signalled.contains(&p.pid)
+            || (after_stop && self.settings.process_group && p.pgid == self.child)
     }
 
     /// drainit's children other than the main child (and, with -g, other
@@ -221,23 +233,21 @@ impl Supervisor {
         let all = reap::descendants(self.me).unwrap_or_default();
         all.into_iter()
             .filter(|p| p.ppid == self.me && p.pid != self.child)
-            .filter(|p| !(self.config.process_group && p.pgid == self.child))
+            .filter(|p| !(self.settings.process_group && p.pgid == self.child))
             .collect()
     }
 
     fn kill_at_grace_end(&mut self) {
         warn!(
-            "child {} did not exit within {:?}; sending SIGKILL to its process group",
-            self.child, self.config.grace
+            "child {} did not exit within the grace period; sending SIGKILL to its process group",
+            self.child
         );
         if let Err(e) = signals::send(-self.child, libc::SIGKILL) {
             warn!("could not kill process group {}: {e}", self.child);
         }
-        if self.config.wait_adopted {
-            let adopted = self.adopted();
-            log_each(&adopted, "killing adopted process");
-            reap::signal_all(&adopted, libc::SIGKILL);
-        }
+        let adopted = self.adopted();
+        log_each(&adopted, "killing adopted process");
+        reap::signal_all(&adopted, libc::SIGKILL);
     }
 
     /// Reaps every exited child. Returns false once there are none left.
@@ -246,18 +256,16 @@ impl Supervisor {
             match reap::reap_one() {
                 Ok(Some(r)) if r.pid == self.child => self.on_child_exit(r.code),
                 Ok(Some(r)) => {
-                    self.shared
-                        .metrics
-                        .reaped
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if self.config.warn_on_reap {
+                    self.shared.metrics.reaped.fetch_add(1, Ordering::Relaxed);
+                    if self.settings.warn_on_reap {
                         warn!("reaped zombie process {} (status {})", r.pid, r.code);
                     }
                 }
                 Ok(None) => return true,
                 Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return false,
                 Err(e) => {
-                    warn!("waitpid failed: {e}");
+                    static WAIT_FAILED: Throttle = Throttle::new();
+                    WAIT_FAILED.warn(|| format!("waitpid failed: {e}"));
                     return true;
                 }
             }
@@ -265,104 +273,54 @@ impl Supervisor {
     }
 
     fn on_child_exit(&mut self, code: i32) {
-        let mut machine = self.shared.machine();
-        let grace_end = machine.kill_at();
-        machine.child_exited(code, Instant::now());
-        self.exit = Some((code, grace_end));
-        self.shared
-            .child_pid
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.exit = Some(code);
+        self.shared.child_pid.store(0, Ordering::Relaxed);
+        let action = self
+            .shared
+            .machine(|m| m.child_exited(code, Instant::now()));
+        self.after_exit = Some(action);
     }
 
-    /// Once the child is gone, nothing it started may outlive drainit.
-    /// After a stop, adopted processes had the signal already; they, and
-    /// what the child left behind (sent SIGTERM now), get the rest of the
-    /// grace period. Otherwise all get SIGTERM and a short wait.
-    fn clean_up_descendants(&mut self, grace_end: Option<Instant>) {
-        // No children left means no descendants either (orphans come to
-        // us), and no need to scan /proc: the common, fast exit.
-        if !self.reap() {
-            return;
-        }
+    /// Once the child is gone, nothing it started may outlive drainit:
+    /// what never had a stop signal (its workers, without -g) gets SIGTERM
+    /// now, so its first signal is not the SIGKILL that ends the wait.
+    fn term_leftovers(&mut self, after_stop: bool) {
         let Some(left) = reap::descendants(self.me) else {
-            return self.clean_up_without_proc();
+            return self.signal_namespace(libc::SIGTERM);
         };
-        if left.is_empty() {
-            return;
-        }
-        if self.config.wait_adopted {
-            let deadline = match grace_end {
-                // What the child left behind (its workers, without -g) never
-                // had the stop signal: without this, its first signal would
-                // be the SIGKILL at the end of the grace period.
-                Some(end) => {
-                    let unsignalled: Vec<Process> = left
-                        .into_iter()
-                        .filter(|p| !self.had_stop_signal(p))
-                        .collect();
-                    log_each(&unsignalled, "sending SIGTERM to leftover process");
-                    reap::signal_all(&unsignalled, libc::SIGTERM);
-                    end
-                }
-                None => {
-                    log_each(&left, "sending SIGTERM to leftover process");
-                    reap::signal_all(&left, libc::SIGTERM);
-                    Instant::now() + LEFTOVER_WAIT.min(self.config.grace)
-                }
-            };
-            if self.wait_for_children(deadline) {
-                return;
-            }
-        }
-        let left = reap::descendants(self.me).unwrap_or_default();
+        let unsignalled: Vec<Process> = left
+            .into_iter()
+            .filter(|p| !self.had_stop_signal(p, after_stop))
+            .collect();
+        log_each(&unsignalled, "sending SIGTERM to leftover process");
+        reap::signal_all(&unsignalled, libc::SIGTERM);
+    }
+
+    fn kill_leftovers(&mut self) {
+        let Some(left) = reap::descendants(self.me) else {
+            return self.signal_namespace(libc::SIGKILL);
+        };
         log_each(&left, "killing leftover process");
         reap::signal_all(&left, libc::SIGKILL);
-        self.wait_for_children(Instant::now() + KILL_WAIT);
     }
 
     /// Without /proc, descendants cannot be listed: as PID 1, signal every
     /// process in the namespace; otherwise only the child's group.
-    fn clean_up_without_proc(&mut self) {
+    fn signal_namespace(&self, sig: c_int) {
         let (target, what) = if self.me == 1 {
             (-1, "every process in the namespace")
         } else {
             (-self.child, "the child's process group")
         };
-        warn!("/proc is not available to list leftover processes; signalling {what}");
-        let _ = signals::send(target, libc::SIGTERM);
-        if !self.wait_for_children(Instant::now() + LEFTOVER_WAIT.min(self.config.grace)) {
-            let _ = signals::send(target, libc::SIGKILL);
-            self.wait_for_children(Instant::now() + KILL_WAIT);
-        }
-    }
-
-    /// Reaps until drainit has no children left (true) or `deadline` (false).
-    fn wait_for_children(&mut self, deadline: Instant) -> bool {
-        loop {
-            if !self.reap() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            self.wait(Some(deadline));
-            self.drop_signals_during_cleanup();
-        }
-    }
-
-    fn drop_signals_during_cleanup(&mut self) {
-        while let Ok(Some(info)) = self.sigfd.read_signal() {
-            if info.ssi_signo as c_int != libc::SIGCHLD {
-                debug!(
-                    "ignoring {} while cleaning up",
-                    signals::name(info.ssi_signo as c_int)
-                );
-            }
-        }
+        warn!(
+            "/proc is not available to list leftover processes; sending {} to {what}",
+            signals::name(sig)
+        );
+        let _ = signals::send(target, sig);
     }
 
     fn remap(&self, code: i32) -> i32 {
-        if self.config.remap_exit.contains(&code) {
+        if self.settings.remap_exit.contains(&code) {
             info!("child exit status {code} remapped to 0");
             return 0;
         }

@@ -5,6 +5,10 @@ use common::*;
 
 #[test]
 fn exit_codes_pass_through() {
+    in_every_mode(exit_codes_pass_through_in);
+}
+
+fn exit_codes_pass_through_in(mode: Mode) {
     for (args, want) in [
         (vec!["--exit", "0"], 0),
         (vec!["--exit", "3"], 3),
@@ -12,7 +16,9 @@ fn exit_codes_pass_through() {
         (vec!["--kill-self", "9"], 137),
     ] {
         let s = sigrec_arg();
-        let mut all = vec!["--health-addr", "none", "--", s.as_str()];
+        let mode_args = mode.args();
+        let mut all: Vec<&str> = mode_args.iter().map(String::as_str).collect();
+        all.extend(["--", s.as_str()]);
         all.extend(args.iter());
         let mut init = Init::new(&all).start();
         assert_eq!(
@@ -67,21 +73,16 @@ fn program_that_cannot_be_executed_exits_126_with_one_line_naming_it() {
 
 #[test]
 fn remap_exit_maps_only_the_given_codes_to_0() {
+    in_every_mode(remap_exit_maps_only_the_given_codes_to_0_in);
+}
+
+fn remap_exit_maps_only_the_given_codes_to_0_in(mode: Mode) {
     let s = sigrec_arg();
     for (remap, exit, want) in [("3", "3", 0), ("4", "3", 3)] {
-        let mut init = Init::new(&[
-            "--health-addr",
-            "none",
-            "-e",
-            "7",
-            "-e",
-            remap,
-            "--",
-            &s,
-            "--exit",
-            exit,
-        ])
-        .start();
+        let mode_args = mode.args();
+        let mut args: Vec<&str> = mode_args.iter().map(String::as_str).collect();
+        args.extend(["-e", "7", "-e", remap, "--", &s, "--exit", exit]);
+        let mut init = Init::new(&args).start();
         assert_eq!(
             init.code(secs(10.0)),
             want,
@@ -95,7 +96,14 @@ fn remap_exit_maps_only_the_given_codes_to_0() {
 /// exits 128+1.
 #[test]
 fn child_killed_by_forwarded_signal_gives_128_plus_n() {
-    let mut init = Init::new(&["--health-addr", "none", "--", "sleep", "1000"]).start();
+    in_every_mode(child_killed_by_forwarded_signal_gives_128_plus_n_in);
+}
+
+fn child_killed_by_forwarded_signal_gives_128_plus_n_in(mode: Mode) {
+    let mode_args = mode.args();
+    let mut args: Vec<&str> = mode_args.iter().map(String::as_str).collect();
+    args.extend(["--", "sleep", "1000"]);
+    let mut init = Init::new(&args).start();
     let pid = init.pid;
     wait_for(secs(10.0), "sleep to be exec'd", || {
         children_of(pid).iter().any(|c| {

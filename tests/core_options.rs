@@ -7,27 +7,11 @@ use std::time::Instant;
 
 use common::*;
 
-/// Every variable drainit reads, so the test's own environment cannot leak in.
-const ALL_ENV: &[&str] = &[
-    "DRAINIT_LOG",
-    "RUST_LOG",
-    "TINI_VERBOSITY",
-    "DRAINIT_SUBREAPER",
-    "TINI_SUBREAPER",
-    "DRAINIT_PROCESS_GROUP",
-    "TINI_KILL_PROCESS_GROUP",
-    "DRAINIT_GRACE",
-    "DRAINIT_REWRITE",
-    "DRAINIT_HEALTH_ADDR",
-];
-
 /// drainit run directly (parsing happens before anything else).
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(DRAINIT);
     cmd.args(args).stdin(Stdio::null());
-    for k in ALL_ENV {
-        cmd.env_remove(k);
-    }
+    clean_env(&mut cmd);
     cmd.envs(env.iter().copied());
     cmd.output().unwrap()
 }
@@ -57,6 +41,21 @@ fn bad_options_exit_2_with_one_line_naming_the_option() {
         (with(&["-r", "garbage"]), vec![], &["rewrite", "garbage"]),
         (with(&["-r", "TERM:NOPE"]), vec![], &["rewrite", "NOPE"]),
         (with(&["-p", "NOPE"]), vec![], &["pdeath-signal", "NOPE"]),
+        (
+            with(&["-r", "1:32"]),
+            vec![],
+            &["rewrite", "32", "reserved"],
+        ),
+        (
+            with(&["-p", "33"]),
+            vec![],
+            &["pdeath-signal", "33", "reserved"],
+        ),
+        (
+            with(&["--drain-on", "32"]),
+            vec![],
+            &["drain-on", "32", "reserved"],
+        ),
         (with(&["-e", "300"]), vec![], &["remap-exit", "300"]),
         (
             with(&["--health-addr", "nowhere"]),
@@ -153,17 +152,15 @@ fn help_lists_every_option_with_its_environment_variable() {
         ] {
             assert!(help.contains(want), "--help lacks {want:?}:\n{help}");
         }
-        // Every option of the table has an env line under it, except
-        // --help and --version.
-        let options = help
-            .lines()
-            .filter(|l| l.trim_start().starts_with('-'))
-            .count();
-        let envs = help
-            .lines()
-            .filter(|l| l.trim_start().starts_with("env: "))
-            .count();
-        assert_eq!(options, envs + 2, "{help}");
+        // Every option of the table is there, each with its variables.
+        for opt in drainit::cli::OPTIONS {
+            assert!(help.contains(&format!("--{}", opt.long)), "{}", opt.long);
+            let names: Vec<&str> = opt.env.iter().map(|e| e.name).collect();
+            if !names.is_empty() {
+                let line = format!("env: {}\n", names.join(", "));
+                assert!(help.contains(&line), "{line}");
+            }
+        }
     }
 }
 

@@ -11,20 +11,17 @@ fn reaped_lines(stderr: &str) -> usize {
 /// are reaped, none is left a zombie.
 #[test]
 fn ten_thousand_orphans_are_all_reaped_as_pid_1() {
+    in_every_mode(ten_thousand_orphans_are_all_reaped_in);
+}
+
+fn ten_thousand_orphans_are_all_reaped_in(mode: Mode) {
     let dir = TempDir::new("orphans");
     let ready = dir.arg("ready");
     let s = sigrec_arg();
-    let mut init = Init::new(&[
-        "--health-addr",
-        "none",
-        "--",
-        &s,
-        "--orphans",
-        "10000",
-        "--ready",
-        &ready,
-    ])
-    .start();
+    let mode_args = mode.args();
+    let mut args: Vec<&str> = mode_args.iter().map(String::as_str).collect();
+    args.extend(["--", &s, "--orphans", "10000", "--ready", &ready]);
+    let mut init = Init::new(&args).start();
     if !init.as_pid1 {
         eprintln!("NOTE: not PID 1 here: this shows subreaper-mode reaping instead");
     }

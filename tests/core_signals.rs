@@ -18,10 +18,15 @@ struct Rec {
 }
 
 fn start(opts: &[&str], env: &[(&str, &str)], sigrec_opts: &[&str]) -> Rec {
+    start_in(&["--health-addr", "none"], opts, env, sigrec_opts)
+}
+
+/// As [`start`], with `mode` (see [`Mode`]) instead of no health server.
+fn start_in(mode: &[&str], opts: &[&str], env: &[(&str, &str)], sigrec_opts: &[&str]) -> Rec {
     let dir = TempDir::new("sig");
     let (out, ready) = (dir.arg("out"), dir.arg("ready"));
     let s = sigrec_arg();
-    let mut args = vec!["--health-addr", "none"];
+    let mut args = mode.to_vec();
     args.extend_from_slice(opts);
     args.extend_from_slice(&["--", &s, "--out", &out, "--ready", &ready]);
     args.extend_from_slice(sigrec_opts);
@@ -61,6 +66,10 @@ fn hit_by(pid: i32, sig: i32) -> bool {
 
 #[test]
 fn every_catchable_signal_reaches_the_child() {
+    in_every_mode(every_catchable_signal_reaches_the_child_in);
+}
+
+fn every_catchable_signal_reaches_the_child_in(mode: Mode) {
     let rt = libc::SIGRTMIN();
     let max = libc::SIGRTMAX();
     // The terminating ones last: they start the grace period (long here).
@@ -89,7 +98,9 @@ fn every_catchable_signal_reaches_the_child() {
         libc::SIGQUIT,
         libc::SIGTERM,
     ];
-    let mut rec = start(&["--grace", "60"], &[], &["--ignore-term"]);
+    let mode_args = mode.args();
+    let mode_args: Vec<&str> = mode_args.iter().map(String::as_str).collect();
+    let mut rec = start_in(&mode_args, &["--grace", "60"], &[], &["--ignore-term"]);
     if !rec.init.as_pid1 {
         eprintln!("NOTE: not PID 1 here, so the kernel's PID-1 signal rules are not exercised");
     }

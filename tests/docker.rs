@@ -427,8 +427,10 @@ fn docker_stop_drains_before_the_app_gets_sigterm() {
         "the app stopped serving before the {delay}s drain delay was over: {facts}"
     );
     // Docker's own timestamps: drainit started draining, then the app exited.
-    let drained = logged_at(&logs, "-> draining").expect("no drain in the logs");
-    let exited = logged_at(&logs, "app app: exiting").expect("the app did not log its exit");
+    let drained =
+        logged_at(&logs, "-> draining").unwrap_or_else(|| panic!("no drain in the logs: {facts}"));
+    let exited = logged_at(&logs, "app app: exiting")
+        .unwrap_or_else(|| panic!("the app did not log its exit: {facts}"));
     assert!(
         exited - drained >= delay * 0.9,
         "the app exited {:.3}s after the drain began: {facts}",

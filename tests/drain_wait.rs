@@ -330,12 +330,12 @@ fn drain_signal_rewritten_to_zero_is_dropped() {
 fn drain_plus_grace_over_the_stop_budget_is_warned_about() {
     let budget = "exceeds the stop timeout";
     for (opts, warned) in [
-        // The defaults (3 s drain + 6 s grace) fit docker stop's 10 s.
+        // The default 3 s drain (and no grace) fits docker stop's 10 s.
         (vec![], false),
-        (vec!["--drain-delay", "8"], true),
+        (vec!["--drain-delay", "12"], true),
         (vec!["--drain-delay", "3", "--grace", "9"], true),
-        (vec!["--drain-delay", "8", "--stop-timeout", "30"], false),
-        (vec!["--drain-delay", "8", "--drain-timeout", "2"], false),
+        (vec!["--drain-delay", "12", "--stop-timeout", "30"], false),
+        (vec!["--drain-delay", "12", "--drain-timeout", "2"], false),
     ] {
         let sup = start_sigrec(&opts, &[]);
         // The warning is written before the child starts.

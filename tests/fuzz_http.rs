@@ -8,9 +8,9 @@ use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use drainit::drain::{DrainPolicy, Machine};
+use drainit::drain::{DrainPolicy, Machine, StopPolicy};
 use drainit::health::{route, HealthSettings};
 use drainit::http::conn::{parse, Conn, Limits, Parsed, NO_HEADERS};
 use drainit::http::{Reply, Request};
@@ -515,18 +515,17 @@ fn any_chunking_gives_the_answers_of_one_write() {
 // route
 
 fn machine(drained: bool) -> Shared {
-    let mut m = Machine::new(DrainPolicy::default(), Duration::from_secs(5));
+    let mut m = Machine::new(DrainPolicy::default(), StopPolicy::default());
     m.checks_changed(true, "fuzz");
     if drained {
         m.manual(true, std::time::Instant::now()).unwrap();
     }
-    Shared::new(m).unwrap()
+    Shared::new(m)
 }
 
-/// State name and drain count (one lock at a time: the lock is not reentrant).
+/// State name and drain count.
 fn snapshot(shared: &Shared) -> (&'static str, u64) {
-    let m = shared.machine();
-    (m.state().name(), m.drains())
+    shared.machine(|m| (m.state().name(), m.drains()))
 }
 
 fn settings(token: bool) -> HealthSettings {

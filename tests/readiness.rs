@@ -375,11 +375,9 @@ fn ready_cmd_runs_plain_or_through_sh_c() {
     fs::write(&b, "").unwrap();
     assert_eq!(wait_for_readyz(shell.addr, 200, T), "ready");
     // Its output goes to the log at debug level.
-    assert!(
-        shell.init.stderr().contains("said-by-the-check"),
-        "{}",
-        shell.init.stderr()
-    );
+    shell.init.log_when("the check's output in the log", |l| {
+        l.contains("said-by-the-check")
+    });
 }
 
 #[test]

@@ -376,9 +376,16 @@ impl Conn {
     }
 
     /// Answers the complete requests in the input, in order, through
-    /// `handler`, until the output holds a batch.
-    pub fn answer(&mut self, now: Instant, limits: &Limits, handler: &dyn Fn(&Request) -> Reply) {
+    /// `handler`, until the output holds a batch. Returns why a request
+    /// was refused, if one was, for the caller's log.
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        limits: &Limits,
+        handler: &dyn Fn(&Request) -> Reply,
+    ) -> Option<&'static str> {
         let mut done = 0;
+        let mut refused = None;
         self.backlog = false;
         while !self.closing {
             if self.output().len() >= OUTPUT_BATCH {
@@ -400,6 +407,7 @@ impl Conn {
                     let reply = Reply::error(code, why);
                     encode(&mut self.output, &reply, false, true);
                     self.closing = true;
+                    refused = Some(why);
                 }
                 Parsed::Done(head) => {
                     let request = Request {
@@ -418,6 +426,7 @@ impl Conn {
             }
         }
         self.consume(done, now, limits);
+        refused
     }
 
     /// Whether parsing `len` unanswered bytes could tell more than last time.

@@ -16,15 +16,16 @@
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::debug;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use super::conn::{Conn, Limits, Reply, Request};
+use crate::logger::Throttle;
 
 /// At most 1,024 connections, fewer when the descriptor limit is low
 /// (drainit does not raise it: its child would inherit the change).
@@ -126,6 +127,7 @@ fn timeout_until(deadline: Option<Instant>, now: Instant) -> EpollTimeout {
 /// A connection's socket beside its protocol state.
 struct Entry {
     stream: TcpStream,
+    peer: IpAddr,
     conn: Conn,
     /// Waiting for the socket to take output (EPOLLOUT) rather than input.
     writing: bool,
@@ -162,7 +164,8 @@ impl Server {
                 Err(e) => {
                     // Out of descriptors (EMFILE/ENFILE) or a transient error:
                     // make room and let the next readiness event retry.
-                    warn!("health server cannot accept: {e}");
+                    static ACCEPT_FAILED: Throttle = Throttle::new();
+                    ACCEPT_FAILED.warn(|| format!("health server cannot accept: {e}"));
                     if !self.evict_oldest() {
                         thread::sleep(Duration::from_millis(50));
                     }
@@ -194,6 +197,7 @@ impl Server {
             token,
             Entry {
                 stream,
+                peer: peer.ip(),
                 conn,
                 writing: false,
             },
@@ -312,7 +316,9 @@ impl Entry {
                 Next::Read => {}
                 other => return other,
             }
-            self.conn.answer(now, limits, handler);
+            if let Some(why) = self.conn.answer(now, limits, handler) {
+                debug!("bad request from {}: {why}", self.peer);
+            }
             if self.conn.output().is_empty() {
                 break;
             }

@@ -63,6 +63,69 @@ impl Drop for TempDir {
     }
 }
 
+/// Removes every variable drainit reads (its option table's), so the
+/// environment the tests run in cannot change what they test.
+pub fn clean_env(cmd: &mut Command) {
+    for name in drainit::opts::env_names(drainit::cli::OPTIONS) {
+        cmd.env_remove(name);
+    }
+}
+
+/// The ways drainit runs that must not change how it forwards signals,
+/// reaps and exits: with the health server (and so the drain of SIGTERM,
+/// kept short here) and without, with -g and without. The core tests run
+/// in every one, so a regression in one mode cannot hide behind another.
+#[derive(Clone, Copy, Debug)]
+pub struct Mode {
+    pub health: bool,
+    pub group: bool,
+}
+
+pub const MODES: [Mode; 4] = [
+    Mode {
+        health: false,
+        group: false,
+    },
+    Mode {
+        health: true,
+        group: false,
+    },
+    Mode {
+        health: false,
+        group: true,
+    },
+    Mode {
+        health: true,
+        group: true,
+    },
+];
+
+impl Mode {
+    /// drainit's options for this mode.
+    pub fn args(self) -> Vec<String> {
+        let mut args: Vec<String> = if self.health {
+            let addr = format!("127.0.0.1:{}", free_port());
+            ["--health-addr", &addr, "--drain-delay", "0.2"]
+                .map(String::from)
+                .to_vec()
+        } else {
+            vec!["--health-addr".into(), "none".into()]
+        };
+        if self.group {
+            args.push("-g".into());
+        }
+        args
+    }
+}
+
+/// Runs `test` once in every [`Mode`]; a failure's output names the mode.
+pub fn in_every_mode(test: impl Fn(Mode)) {
+    for mode in MODES {
+        eprintln!("--- in mode {mode:?}");
+        test(mode);
+    }
+}
+
 /// Whether tests may create PID namespaces here (root with unshare).
 pub fn can_unshare() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
@@ -85,8 +148,36 @@ pub fn require(what: &str, present: bool, why: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what} is required in CI but missing: {why}");
     }
-    eprintln!("SKIPPED: {what} is missing ({why})");
+    skip(&format!("{what} is missing ({why})"));
     false
+}
+
+/// Tests of this binary that returned early: libtest reports them "ok",
+/// so they are listed again after its summary, where nobody misses them.
+static SKIPPED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Records that the calling test checks nothing here, and why. The caller
+/// returns at once.
+pub fn skip(reason: &str) {
+    let test = thread::current().name().unwrap_or("?").to_string();
+    eprintln!("SKIPPED: {reason}");
+    let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if skipped.is_empty() {
+        // SAFETY: registers a plain extern "C" function with no arguments.
+        unsafe { libc::atexit(report_skipped) };
+    }
+    skipped.push(format!("{test}: {reason}"));
+}
+
+extern "C" fn report_skipped() {
+    let skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    eprintln!(
+        "\nSKIPPED, NOT PASSED: {} test(s) above checked nothing here:",
+        skipped.len()
+    );
+    for line in skipped.iter() {
+        eprintln!("  {line}");
+    }
 }
 
 /// drainit running as PID 1 of its own PID namespace (or, where that is
@@ -104,7 +195,11 @@ pub struct Builder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     stdin: Option<Stdio>,
+    /// Where drainit's stdout and stderr go instead of the files of `Init::dir`.
+    log: Option<std::os::fd::OwnedFd>,
     namespace: bool,
+    /// The path drainit is started by (a symlink gives it another argv[0]).
+    binary: String,
 }
 
 impl Builder {
@@ -115,6 +210,19 @@ impl Builder {
 
     pub fn stdin(mut self, s: Stdio) -> Builder {
         self.stdin = Some(s);
+        self
+    }
+
+    /// drainit's stdout and stderr both go to `fd` (for example a pipe the
+    /// test holds) instead of files.
+    pub fn log_to(mut self, fd: std::os::fd::OwnedFd) -> Builder {
+        self.log = Some(fd);
+        self
+    }
+
+    /// Start drainit through `path`, such as a symlink called dumb-init.
+    pub fn binary(mut self, path: &Path) -> Builder {
+        self.binary = path.to_string_lossy().into_owned();
         self
     }
 
@@ -143,7 +251,7 @@ impl Builder {
         }
         // WRAPPER... drainit [-s] ARGS, run by unshare when drainit is PID 1.
         let mut argv: Vec<&str> = wrapper.to_vec();
-        argv.push(DRAINIT);
+        argv.push(&self.binary);
         if self.namespace && !as_pid1 {
             argv.push("-s");
         }
@@ -157,13 +265,19 @@ impl Builder {
             c.args(&argv[1..]);
             c
         };
+        clean_env(&mut cmd);
         cmd.args(&self.args)
-            .env_remove("DRAINIT_LOG")
-            .env_remove("RUST_LOG")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(self.stdin.unwrap_or(Stdio::null()))
-            .stdout(fs::File::create(dir.path("stdout")).unwrap())
-            .stderr(fs::File::create(dir.path("stderr")).unwrap());
+            .stdin(self.stdin.unwrap_or(Stdio::null()));
+        match self.log {
+            Some(fd) => {
+                cmd.stdout(fd.try_clone().unwrap()).stderr(fd);
+            }
+            None => {
+                cmd.stdout(fs::File::create(dir.path("stdout")).unwrap())
+                    .stderr(fs::File::create(dir.path("stderr")).unwrap());
+            }
+        }
         let mut outer = cmd.spawn().unwrap_or_else(|e| {
             let what = if wrapper.is_empty() {
                 "drainit"
@@ -209,7 +323,9 @@ impl Init {
             args: args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             stdin: None,
+            log: None,
             namespace: true,
+            binary: DRAINIT.to_string(),
         }
     }
 
@@ -253,6 +369,18 @@ impl Init {
 
     pub fn stderr(&self) -> String {
         fs::read_to_string(self.dir.path("stderr")).unwrap_or_default()
+    }
+
+    /// drainit's log once `pred` holds for it: the log is written by a
+    /// thread of its own, a moment after what it tells. Panics naming
+    /// `what` after 10 s.
+    pub fn log_when(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let mut log = String::new();
+        wait_for(Duration::from_secs(10), what, || {
+            log = self.stderr();
+            pred(&log)
+        });
+        log
     }
 
     pub fn stdout(&self) -> String {
@@ -833,11 +961,7 @@ pub fn run_argv(argv: &[&str], env: &[(&str, &str)], timeout: Duration) -> Ran {
     let dir = TempDir::new("run");
     let mut cmd = Command::new(argv[0]);
     cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DRAINIT_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
+    clean_env(&mut cmd);
     let started = Instant::now();
     let mut child = cmd
         .envs(env.iter().copied())
@@ -978,9 +1102,9 @@ pub fn with_hosts(hosts: &Path) -> Option<Vec<String>> {
     match first {
         Some(line) if line.starts_with("::1 ") => Some(prefix),
         other => {
-            eprintln!(
-                "SKIPPED: cannot make `localhost` resolve to ::1 first here (getent said {other:?})"
-            );
+            skip(&format!(
+                "cannot make `localhost` resolve to ::1 first here (getent said {other:?})"
+            ));
             None
         }
     }
