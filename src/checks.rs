@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 
-use crate::http::{self, Url};
+use crate::http::client::{self, Url};
+use crate::json;
 use crate::shared::Shared;
 use crate::spawn::{self, Inherited, Placement};
 
@@ -176,7 +177,7 @@ impl CheckReport {
     pub fn to_json(&self) -> String {
         format!(
             "{{\"name\":\"{}\",\"kind\":\"{}\",\"ok\":{},\"duration_ms\":{:.1},\"error\":{}}}",
-            json_escape(&self.name),
+            json::escape(&self.name),
             if self.liveness {
                 "liveness"
             } else {
@@ -186,22 +187,9 @@ impl CheckReport {
             self.duration.as_secs_f64() * 1000.0,
             self.error
                 .as_ref()
-                .map_or("null".into(), |e| format!("\"{}\"", json_escape(e))),
+                .map_or("null".into(), |e| format!("\"{}\"", json::escape(e))),
         )
     }
-}
-
-pub fn json_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Counts consecutive results and says when the verdict flips.
@@ -322,12 +310,12 @@ fn run(check: &Check, settings: &CheckSettings, inherited: &Inherited) -> CheckR
 }
 
 fn check_http(url: &Url, settings: &CheckSettings) -> Result<(), String> {
-    let response = http::get(url, &settings.headers, settings.timeout)?;
+    let response = client::get(url, &settings.headers, settings.timeout)?;
     if !(200..300).contains(&response.code) {
         return Err(format!("status {}", response.code));
     }
-    if settings.expect_json && !http::is_healthy_json(&response.body) {
-        return Err("body is not {\"status\":\"healthy\"}".into());
+    if settings.expect_json {
+        json::healthy(&response.body)?;
     }
     Ok(())
 }
@@ -340,8 +328,8 @@ fn check_tcp(addr: &str, timeout: Duration) -> Result<(), String> {
     if resolved.is_empty() {
         return Err("cannot resolve".into());
     }
-    // Every address in turn, as `localhost` may be ::1 first (see http).
-    http::connect_any(&resolved, Instant::now() + timeout)
+    // Every address in turn, as `localhost` may be ::1 first (see http::client).
+    client::connect_any(&resolved, Instant::now() + timeout)
         .map(drop)
         .map_err(|e| e.to_string())
 }

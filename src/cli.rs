@@ -368,7 +368,7 @@ pub static OPTIONS: &[Opt<Config>] = &[
         "ready-expect-json",
         None,
         &[env("DRAINIT_READY_EXPECT_JSON")],
-        "with --ready-http, also require {\"status\":\"healthy\"}",
+        "with --ready-http, also require a JSON body with top-level \"status\" healthy, ok, up, pass or warn (any case)",
         |c, _| {
             c.checks.expect_json = true;
             Ok(())

@@ -18,9 +18,10 @@ use nix::sys::socket::{listen, Backlog};
 
 use crate::checks::CheckReport;
 use crate::drain::State;
+use crate::http::conn::Limits;
+use crate::http::{server, Reply, Request};
 use crate::listeners;
 use crate::logger::{self, Throttle};
-use crate::server::{self, Limits};
 use crate::shared::Shared;
 use crate::signals;
 
@@ -29,41 +30,6 @@ use crate::signals;
 pub struct HealthSettings {
     pub control_token: Option<String>,
     pub drain_status: u16,
-}
-
-/// A request as far as routing cares.
-pub struct Request<'a> {
-    pub method: &'a str,
-    pub url: &'a str,
-    pub peer: Option<IpAddr>,
-    pub authorization: Option<&'a str>,
-}
-
-/// An answer: status, content type and body.
-#[derive(Debug)]
-pub struct Reply {
-    pub code: u16,
-    pub content_type: &'static str,
-    pub body: String,
-    pub allow: Option<&'static str>,
-}
-
-impl Reply {
-    fn json(code: u16, body: String) -> Reply {
-        Reply {
-            code,
-            content_type: "application/json",
-            body,
-            allow: None,
-        }
-    }
-
-    fn status(code: u16, status: &str, state: &str) -> Reply {
-        Reply::json(
-            code,
-            format!("{{\"status\":\"{status}\",\"state\":\"{state}\"}}\n"),
-        )
-    }
 }
 
 /// Pending connections the kernel may queue for accept(). std listens
@@ -122,7 +88,7 @@ pub fn start(
                             "the health handler panicked on {} {}; serving goes on",
                             req.method, req.url
                         );
-                        Reply::json(500, "{\"error\":\"internal error\"}\n".into())
+                        Reply::error(500, "internal error")
                     })
             };
             loop {
@@ -187,7 +153,7 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
         }
     }
     let Some(&known) = PATHS.iter().find(|p| **p == path) else {
-        return Reply::json(404, "{\"error\":\"not found\"}\n".into());
+        return Reply::error(404, "not found");
     };
     let control = known.starts_with("/sethealth/");
     let allowed = if control {
@@ -196,7 +162,7 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
         ["GET", "HEAD"]
     };
     if !allowed.contains(&req.method) {
-        let mut reply = Reply::json(405, "{\"error\":\"method not allowed\"}\n".into());
+        let mut reply = Reply::error(405, "method not allowed");
         reply.allow = Some(if control { "GET, POST" } else { "GET, HEAD" });
         return reply;
     }
@@ -212,6 +178,14 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
     reply
 }
 
+/// `{"status":..,"state":..}`, the body of every probe answer.
+fn status_reply(code: u16, status: &str, state: &str) -> Reply {
+    Reply::json(
+        code,
+        format!("{{\"status\":\"{status}\",\"state\":\"{state}\"}}\n"),
+    )
+}
+
 fn livez(shared: &Shared) -> Reply {
     let (state, child_alive) = shared.machine(|m| (m.state().name(), m.child_alive()));
     // A stale --live-file means the app's event loop is stuck although the
@@ -223,9 +197,9 @@ fn livez(shared: &Shared) -> Reply {
         .filter(|r| r.liveness)
         .all(|r| r.ok);
     if child_alive && live_file_fresh {
-        Reply::status(200, "healthy", state)
+        status_reply(200, "healthy", state)
     } else {
-        Reply::status(503, "unhealthy", state)
+        status_reply(503, "unhealthy", state)
     }
 }
 
@@ -239,9 +213,9 @@ fn readyz(shared: &Shared, settings: &HealthSettings) -> Reply {
         shared.waker.wake();
     }
     match (ready, draining) {
-        (true, _) => Reply::status(200, "healthy", "ready"),
-        (false, true) => Reply::status(settings.drain_status, "draining", state),
-        (false, false) => Reply::status(503, "unhealthy", state),
+        (true, _) => status_reply(200, "healthy", "ready"),
+        (false, true) => status_reply(settings.drain_status, "draining", state),
+        (false, false) => status_reply(503, "unhealthy", state),
     }
 }
 
@@ -270,7 +244,7 @@ fn checks_json(reports: &[CheckReport]) -> String {
 fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthSettings) -> Reply {
     if !control_allowed(req, settings) {
         log_refusal(req);
-        return Reply::json(403, "{\"error\":\"forbidden\"}\n".into());
+        return Reply::error(403, "forbidden");
     }
     let (result, state) = shared.machine(|m| (m.manual(drain, Instant::now()), m.state().name()));
     match result {
@@ -306,7 +280,7 @@ fn control_allowed(req: &Request, settings: &HealthSettings) -> bool {
     if req.peer.is_some_and(is_loopback) {
         return true;
     }
-    let (Some(token), Some(auth)) = (&settings.control_token, req.authorization) else {
+    let (Some(token), Some(auth)) = (&settings.control_token, req.header("authorization")) else {
         return false;
     };
     auth.strip_prefix("Bearer ")
@@ -520,12 +494,12 @@ mod tests {
         }
     }
 
-    fn get<'a>(url: &'a str, peer: &str, auth: Option<&'a str>) -> Request<'a> {
+    fn get<'a>(url: &'a str, peer: &str, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
         Request {
             method: "GET",
             url,
             peer: Some(peer.parse().unwrap()),
-            authorization: auth,
+            headers,
         }
     }
 
@@ -534,12 +508,16 @@ mod tests {
         let s = shared();
         let remote = "10.1.2.3";
         assert_eq!(
-            route(&get("/sethealth/ko", remote, None), &s, &settings()).code,
+            route(&get("/sethealth/ko", remote, &[]), &s, &settings()).code,
             403
         );
         assert_eq!(
             route(
-                &get("/sethealth/ko", remote, Some("Bearer s3cret-tokeX")),
+                &get(
+                    "/sethealth/ko",
+                    remote,
+                    &[("Authorization", "Bearer s3cret-tokeX")]
+                ),
                 &s,
                 &settings()
             )
@@ -547,12 +525,12 @@ mod tests {
             403
         );
         assert_eq!(
-            route(&get("//sethealth/ko", "127.0.0.1", None), &s, &settings()).code,
+            route(&get("//sethealth/ko", "127.0.0.1", &[]), &s, &settings()).code,
             404
         );
         assert_eq!(
             route(
-                &get("/sethealth/ko/../ok", "127.0.0.1", None),
+                &get("/sethealth/ko/../ok", "127.0.0.1", &[]),
                 &s,
                 &settings()
             )
@@ -562,7 +540,11 @@ mod tests {
         assert!(s.machine(|m| m.is_ready()));
         assert_eq!(
             route(
-                &get("/sethealth/ko", remote, Some("Bearer s3cret-token")),
+                &get(
+                    "/sethealth/ko",
+                    remote,
+                    &[("Authorization", "Bearer s3cret-token")]
+                ),
                 &s,
                 &settings()
             )
@@ -572,7 +554,7 @@ mod tests {
         assert!(!s.machine(|m| m.is_ready()));
         assert_eq!(
             route(
-                &get("/sethealth/ok", "::ffff:127.0.0.1", None),
+                &get("/sethealth/ok", "::ffff:127.0.0.1", &[]),
                 &s,
                 &settings()
             )
@@ -585,16 +567,16 @@ mod tests {
     #[test]
     fn methods_and_unknown_paths() {
         let s = shared();
-        let mut req = get("/readyz", "127.0.0.1", None);
+        let mut req = get("/readyz", "127.0.0.1", &[]);
         req.method = "POST";
         let reply = route(&req, &s, &settings());
         assert_eq!((reply.code, reply.allow), (405, Some("GET, HEAD")));
         assert_eq!(
-            route(&get("/nope", "127.0.0.1", None), &s, &settings()).code,
+            route(&get("/nope", "127.0.0.1", &[]), &s, &settings()).code,
             404
         );
         assert_eq!(
-            route(&get("/readyz?x=1", "127.0.0.1", None), &s, &settings()).code,
+            route(&get("/readyz?x=1", "127.0.0.1", &[]), &s, &settings()).code,
             200
         );
     }

@@ -2,24 +2,26 @@
 //! and drains load-balancer traffic before the app is asked to stop.
 //!
 //! The file list is the architecture: `cli` (options, on the tables of
-//! `opts`), `spawn` (starting
-//! the child), `supervisor` (the signal loop), `reap` (zombies and
-//! descendants), `drain` (the state machine), `health` (the endpoint's
-//! routes), `server` (the bounded HTTP server under it), `shared` (what the
-//! threads share), `checks` (readiness of the app), `client` and `http`
-//! (the subcommands).
+//! `opts`), `spawn` (starting the child), `supervisor` (the signal loop),
+//! `reap` (zombies and descendants), `drain` (the state machine), `health`
+//! (the endpoint's routes), `http` (HTTP/1.1: `http::conn` and
+//! `http::server`, the bounded server under the routes, and
+//! `http::client`, the GET of checks and probes), `shared` (what the
+//! threads share), `checks` (readiness of the app), `json` (escaping and
+//! reading JSON), `commands` (the `probe`, `drain`, `undrain` and `status`
+//! subcommands).
 
 pub mod checks;
 pub mod cli;
-pub mod client;
+pub mod commands;
 pub mod drain;
 pub mod health;
 pub mod http;
+pub mod json;
 pub mod listeners;
 pub mod logger;
 pub mod opts;
 pub mod reap;
-pub mod server;
 pub mod shared;
 pub mod signals;
 pub mod spawn;
@@ -48,8 +50,8 @@ pub fn entry(
     args: Vec<OsString>,
 ) -> c_int {
     let env = |k: &str| std::env::var(k).ok();
-    if let Some(sub) = args.first().filter(|a| client::is_subcommand(a)) {
-        return client::run(&sub.to_string_lossy(), &args[1..], &env);
+    if let Some(sub) = args.first().filter(|a| commands::is_subcommand(a)) {
+        return commands::run(&sub.to_string_lossy(), &args[1..], &env);
     }
     let config = match cli::parse(&invoked_as, &args, &env) {
         Ok(Invocation::Run(config)) => config,

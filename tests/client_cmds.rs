@@ -40,7 +40,7 @@ fn status_drain_undrain_against_a_running_drainit() {
     // ...or the /status document.
     let out = client(&["status", "--json"], &env);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let doc = Json::parse(&out.stdout).expect("status --json prints JSON");
+    let doc = serde_json::from_str::<Value>(&out.stdout).expect("status --json prints JSON");
     assert_eq!(doc["state"].as_str(), Some("ready"));
     assert_eq!(doc["child_pid"].as_f64(), Some(child_pid as f64));
 
@@ -55,7 +55,7 @@ fn status_drain_undrain_against_a_running_drainit() {
     assert!(out.stdout.starts_with("state draining"), "{}", out.stdout);
     let out = client(&["drain", "--json"], &env);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let doc = Json::parse(&out.stdout).expect("drain --json prints JSON");
+    let doc = serde_json::from_str::<Value>(&out.stdout).expect("drain --json prints JSON");
     assert_eq!(doc["state"].as_str(), Some("draining"));
 
     // undrain, with --addr instead of the environment (and winning over it).
@@ -176,5 +176,41 @@ fn double_dash_drain_runs_a_program_called_drain() {
             "{program}: {}",
             init.stderr()
         );
+    }
+}
+
+/// What a server sends is escaped before it reaches the terminal, and an
+/// answer cut short is a failure, not a status.
+#[test]
+fn status_escapes_control_characters_and_refuses_cut_answers() {
+    let doc = |state: &str| {
+        format!("{{\"state\":\"{state}\",\"child_pid\":7,\"uptime_seconds\":1.5,\"drains\":0}}")
+    };
+    // JSON's own escape, decoded by the parser into a real ESC.
+    let Some(escaped) = PyHttp::answering(&doc("ready\\u001b[2J"), "length") else {
+        return;
+    };
+    let out = client(&["status", "--addr", &escaped.addr()], &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stdout.contains('\x1b'), "{out:?}");
+    assert!(
+        out.stdout.starts_with("state ready\\u{1b}[2J, child pid 7"),
+        "{out:?}"
+    );
+    let out = client(&["status", "--json", "--addr", &escaped.addr()], &[]);
+    assert!(out.code == 0 && !out.stdout.contains('\x1b'), "{out:?}");
+    // A raw ESC is not JSON at all.
+    let raw = PyHttp::answering(&doc("ready\x1b[2J"), "length").unwrap();
+    let out = client(&["status", "--addr", &raw.addr()], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        !out.stdout.contains('\x1b') && !out.stderr.contains('\x1b'),
+        "{out:?}"
+    );
+    for te in ["short", "chunked-short"] {
+        let cut = PyHttp::answering(&doc("ready"), te).unwrap();
+        let out = client(&["status", "--addr", &cut.addr()], &[]);
+        assert_eq!(out.code, 1, "{te}: {out:?}");
+        assert!(out.stderr.contains("cut short"), "{te}: {out:?}");
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 
-fn control(method: &str, addr: SocketAddr, path: &str) -> Json {
+fn control(method: &str, addr: SocketAddr, path: &str) -> Value {
     let r = request(method, addr, path, &[]);
     assert_eq!(r.code, 200, "{method} {path}: {r:?}");
     let doc = r.json();
@@ -40,7 +40,7 @@ fn ko_and_ok_flip_readiness_by_get_and_post_without_signalling() {
         let doc = control(method, addr, "/sethealth/ok");
         assert_eq!(doc["state"].as_str(), Some("ready"), "{method}");
         assert_eq!(readyz(addr), 200, "{method} /sethealth/ok");
-        assert_eq!(status_doc(addr)["drain"], Json::Null);
+        assert_eq!(status_doc(addr)["drain"], Value::Null);
         // ok when not drained is harmless too.
         control(method, addr, "/sethealth/ok");
         assert_eq!(readyz(addr), 200);
@@ -104,7 +104,7 @@ fn sigterm_early_in_a_manual_drain_waits_for_the_rest_of_it() {
     );
     let refused = request("POST", addr, "/sethealth/ok", &[]);
     assert_eq!(refused.code, 409, "{refused:?}");
-    assert!(refused.json().has("error"));
+    assert!(refused.json().get("error").is_some());
     assert_eq!(readyz(addr), 503);
 
     let seen = wait_for_signal(&sup.out, libc::SIGTERM, secs(10.0));
@@ -168,7 +168,7 @@ fn drain_status_404_for_haproxy_soft_drain() {
     // Unknown paths are still plain 404s, not "draining".
     let r = request("GET", addr, "/nope", &[]);
     assert_eq!(r.code, 404);
-    assert!(r.json().has("error"));
+    assert!(r.json().get("error").is_some());
 }
 
 #[test]

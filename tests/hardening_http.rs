@@ -153,18 +153,21 @@ fn cases() -> Vec<Case> {
             Code(405),
         ),
         // HTTP/0.9 and HTTP/2.
-        case("HTTP/0.9", "simple request", "GET /readyz\r\n", Silent),
+        // Refused as soon as its line ends, not when the head deadline passes.
+        case("HTTP/0.9", "simple request", "GET /readyz\r\n", Code(400)),
         case(
             "HTTP/0.9",
             "simple request, blank line",
             "GET /sethealth/ko\r\n\r\n",
             Code(400),
         ),
+        // The version is refused before the target: whole or cut short,
+        // the preface gets the same answer.
         case(
             "HTTP/2",
             "prior-knowledge preface",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            Code(400),
+            Code(505),
         ),
         case(
             "HTTP/2",
@@ -363,13 +366,14 @@ fn cases() -> Vec<Case> {
             ),
             Code(400),
         ),
+        // The fold makes the whole head malformed before any field counts.
         case(
             "smuggling",
             "empty TE value, chunked folded onto the next line",
             format!(
                 "POST /readyz HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding:\r\n chunked\r\n\r\n{SMUGGLED}"
             ),
-            Code(501),
+            Code(400),
         ),
         case(
             "smuggling",

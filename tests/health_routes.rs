@@ -10,7 +10,7 @@ const JSON_PATHS: [&str; 4] = ["/livez", "/readyz", "/health", "/healthz"];
 
 /// GETs `path`, checks the code, the JSON Content-Type and the "status"
 /// member, and returns the document.
-fn expect(addr: SocketAddr, path: &str, code: u16, status: &str) -> Json {
+fn expect(addr: SocketAddr, path: &str, code: u16, status: &str) -> Value {
     let r = request("GET", addr, path, &[]);
     assert_eq!(r.code, code, "GET {path}: {r:?}");
     let doc = r.json();
@@ -39,7 +39,7 @@ fn every_path_while_ready() {
     expect_state(addr, "/readyz", 200, "healthy", "ready");
     expect_state(addr, "/health", 200, "healthy", "ready");
     let healthz = expect(addr, "/healthz", 200, "healthy");
-    assert_eq!(healthz["checks"], Json::Arr(vec![]), "{healthz:?}");
+    assert_eq!(healthz["checks"], Value::Array(vec![]), "{healthz:?}");
     // A query string does not change the path.
     expect_state(addr, "/readyz?verbose=1", 200, "healthy", "ready");
 
@@ -50,10 +50,10 @@ fn every_path_while_ready() {
     assert!(status["uptime_seconds"].as_f64().unwrap() >= 0.0);
     assert_eq!(status["drains"].as_f64(), Some(0.0));
     assert!(
-        status.has("drain") && status["drain"] == Json::Null,
+        status.get("drain").is_some() && status["drain"] == Value::Null,
         "{status:?}"
     );
-    assert_eq!(status["checks"], Json::Arr(vec![]));
+    assert_eq!(status["checks"], Value::Array(vec![]));
 
     let metrics = request("GET", addr, "/metrics", &[]);
     assert_eq!(metrics.code, 200);
@@ -98,7 +98,7 @@ fn every_path_while_ready() {
     ] {
         let r = request("GET", addr, path, &[]);
         assert_eq!(r.code, 404, "GET {path}: {r:?}");
-        assert!(r.json().has("error"), "{r:?}");
+        assert!(r.json().get("error").is_some(), "{r:?}");
     }
 
     // Wrong methods: 405 with Allow.
@@ -107,7 +107,7 @@ fn every_path_while_ready() {
             let r = request(method, addr, path, &[]);
             assert_eq!(r.code, 405, "{method} {path}: {r:?}");
             assert_eq!(r.header("Allow"), Some("GET, HEAD"), "{method} {path}");
-            assert!(r.json().has("error"));
+            assert!(r.json().get("error").is_some());
         }
     }
     for path in ["/sethealth/ko", "/sethealth/ok"] {
@@ -136,10 +136,10 @@ fn starting_and_unready_states() {
     expect_state(addr, "/readyz", 503, "unhealthy", "starting");
     expect_state(addr, "/health", 503, "unhealthy", "starting");
     wait_for(secs(10.0), "the ready-file check to report", || {
-        status_doc(addr)["checks"] != Json::Arr(vec![])
+        status_doc(addr)["checks"] != Value::Array(vec![])
     });
     let healthz = expect(addr, "/healthz", 503, "unhealthy");
-    let Json::Arr(checks) = &healthz["checks"] else {
+    let Value::Array(checks) = &healthz["checks"] else {
         panic!("checks is not an array: {healthz:?}")
     };
     assert_eq!(checks.len(), 1, "{healthz:?}");
@@ -202,7 +202,7 @@ fn draining_stopping_and_exited_states() {
     );
     // /readyz, /health and HEAD /readyz were the probes answered so far.
     assert_eq!(drain["probes_answered"].as_f64(), Some(3.0), "{status:?}");
-    assert_eq!(drain["waited_seconds"], Json::Null);
+    assert_eq!(drain["waited_seconds"], Value::Null);
     assert_eq!(status["drains"].as_f64(), Some(1.0));
     assert_eq!(metric(addr, "drainit_state{state=\"draining\"}"), Some(1.0));
     assert_eq!(metric(addr, "drainit_drains_total"), Some(1.0));
@@ -242,7 +242,7 @@ fn draining_stopping_and_exited_states() {
     expect(addr, "/healthz", 503, "unhealthy");
     let status = status_doc(addr);
     assert_eq!(status["exit_code"].as_f64(), Some(137.0), "{status:?}");
-    assert_eq!(status["child_pid"], Json::Null, "{status:?}");
+    assert_eq!(status["child_pid"], Value::Null, "{status:?}");
     assert_eq!(metric(addr, "drainit_child_up"), Some(0.0));
     assert_eq!(metric(addr, "drainit_state{state=\"exited\"}"), Some(1.0));
 }

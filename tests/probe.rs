@@ -247,6 +247,30 @@ fn probe_sends_headers() {
     assert_healthy(&r);
     let heads = server.heads();
     assert!(heads[0].contains("\r\nX-Probe-Test: yes\r\n"), "{heads:?}");
+    // How drainit's own probes can be told from others'.
+    let agent = format!(
+        "\r\nUser-Agent: drainit-probe/{}\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(heads[0].contains(&agent), "{heads:?}");
+}
+
+/// Many frameworks answer their health route chunked; an answer cut short
+/// is never healthy, whatever its status.
+#[test]
+fn probe_reads_whole_answers_only() {
+    let Some(py) = PyHttp::start() else { return };
+    for te in ["chunked", "length", "eof"] {
+        let up = py.url("{\"status\":\"UP\"}", te);
+        assert_healthy(&probe(&[&up, "--expect-json"], &[]));
+        // The status is read from the decoded body, not found in the bytes.
+        let down = py.url("{\"status\":\"DOWN\"}", te);
+        assert_unhealthy(&probe(&[&down, "--expect-json"], &[]), "\"DOWN\"");
+    }
+    for te in ["short", "chunked-short"] {
+        let cut = py.url("{\"status\":\"UP\"}", te);
+        assert_unhealthy(&probe(&[&cut], &[]), "cut short");
+    }
 }
 
 #[test]
@@ -255,11 +279,26 @@ fn probe_expect_json() {
     assert_healthy(&probe(&[&app.url("/ready"), "--expect-json"], &[]));
     let r = probe(&[&app.url("/"), "--expect-json"], &[]);
     assert_unhealthy(&r, "200 from");
-    assert!(
-        line(&r).contains("body is not {\"status\":\"healthy\"}"),
-        "{r:?}"
-    );
+    assert!(line(&r).contains("body is not JSON"), "{r:?}");
     assert_healthy(&probe(&[&app.url("/")], &[]));
+}
+
+/// Only the top-level `status` decides, read as JSON: a nested healthy
+/// status once made an unhealthy answer pass.
+#[test]
+fn probe_expect_json_reads_the_top_level_status() {
+    let Some(py) = PyHttp::start() else { return };
+    for (body, healthy) in JSON_VERDICTS {
+        let url = py.url(body, "length");
+        let r = probe(&[&url, "--expect-json"], &[]);
+        if healthy {
+            assert_healthy(&r);
+        } else {
+            assert_unhealthy(&r, "200 from");
+        }
+        // Without --expect-json any complete 2xx answer is healthy.
+        assert_healthy(&probe(&[&url], &[]));
+    }
 }
 
 #[test]

@@ -482,9 +482,52 @@ fn expect_json_requires_status_healthy() {
     let text_json = checking(&app, "/", &["--ready-expect-json"]);
     let text_plain = checking(&app, "/", &[]);
     let json = checking(&app, "/ready", &["--ready-expect-json"]);
-    assert_fails_with(&text_json, "body is not {\"status\":\"healthy\"}");
+    assert_fails_with(&text_json, "body is not JSON");
     assert_eq!(wait_for_readyz(text_plain.addr, 200, T), "ready");
     assert_eq!(wait_for_readyz(json.addr, 200, T), "ready");
+}
+
+/// Starts drainit checking `url` with --ready-expect-json.
+fn expecting_json(url: &str) -> Sup {
+    let opts = [
+        "--ready-http",
+        url,
+        "--ready-expect-json",
+        "--check-interval",
+        "0.1",
+    ];
+    start_sigrec(&opts, &[])
+}
+
+/// As `drainit probe --expect-json`: the top-level `status`, read as JSON.
+#[test]
+fn ready_expect_json_reads_the_top_level_status() {
+    let Some(py) = PyHttp::start() else { return };
+    let started: Vec<(Sup, &str, bool)> = JSON_VERDICTS
+        .iter()
+        .map(|&(body, healthy)| (expecting_json(&py.url(body, "length")), body, healthy))
+        .collect();
+    for (s, body, healthy) in &started {
+        if *healthy {
+            assert_eq!(wait_for_readyz(s.addr, 200, T), "ready", "{body}");
+        } else {
+            let r = wait_for_report(s.addr, "http ", T, |r| !report_ok(r));
+            assert_eq!(readyz(s.addr), (503, "starting".into()), "{body}: {r:?}");
+        }
+    }
+}
+
+/// A chunked answer is read whole; one cut short fails the check.
+#[test]
+fn ready_http_reads_whole_answers_only() {
+    let Some(py) = PyHttp::start() else { return };
+    let up = "{\"status\":\"UP\"}";
+    let chunked = expecting_json(&py.url(up, "chunked"));
+    let cut = expecting_json(&py.url(up, "chunked-short"));
+    assert_eq!(wait_for_readyz(chunked.addr, 200, T), "ready");
+    let r = wait_for_report(cut.addr, "http ", T, |r| !report_ok(r));
+    assert!(report_error(&r).contains("cut short"), "{r:?}");
+    assert_eq!(readyz(cut.addr), (503, "starting".into()));
 }
 
 #[test]
@@ -618,7 +661,7 @@ fn healthz_and_status_show_each_check() {
         ("cmd sleep 0.2".to_string(), "readiness", true, ""),
         (format!("live {live}"), "liveness", true, ""),
     ];
-    let assert_reports = |reports: &[Json], all_ok: bool| {
+    let assert_reports = |reports: &[Value], all_ok: bool| {
         assert_eq!(reports.len(), expected.len(), "{reports:?}");
         for (r, (name, kind, ok, error)) in reports.iter().zip(&expected) {
             let (ok, error) = if all_ok { (true, "") } else { (*ok, *error) };
@@ -626,7 +669,7 @@ fn healthz_and_status_show_each_check() {
             assert_eq!(r["kind"].as_str(), Some(*kind), "{r:?}");
             assert_eq!(report_ok(r), ok, "{r:?}");
             if ok {
-                assert_eq!(r["error"], Json::Null, "{r:?}");
+                assert_eq!(r["error"], Value::Null, "{r:?}");
             } else {
                 assert_eq!(report_error(r), error, "{r:?}");
             }
@@ -641,7 +684,7 @@ fn healthz_and_status_show_each_check() {
     assert_eq!(healthz.code, 503, "{healthz:?}");
     let doc = healthz.json();
     assert_eq!(doc["status"].as_str(), Some("unhealthy"));
-    let Json::Arr(reports) = &doc["checks"] else {
+    let Value::Array(reports) = &doc["checks"] else {
         panic!("/healthz has no checks: {doc:?}")
     };
     assert_reports(reports, false);
@@ -653,7 +696,7 @@ fn healthz_and_status_show_each_check() {
     });
     let doc = request("GET", s.addr, "/healthz", &[]).json();
     assert_eq!(doc["status"].as_str(), Some("healthy"));
-    let Json::Arr(reports) = &doc["checks"] else {
+    let Value::Array(reports) = &doc["checks"] else {
         panic!("/healthz has no checks: {doc:?}")
     };
     assert_reports(reports, true);

@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use serde_json::Value;
+
 pub const DRAINIT: &str = env!("CARGO_BIN_EXE_drainit");
 
 /// An example program built by `cargo test` next to the drainit binary.
@@ -541,13 +543,14 @@ impl Reply {
     }
 
     /// The body parsed as JSON, after checking the Content-Type says so.
-    pub fn json(&self) -> Json {
+    pub fn json(&self) -> Value {
         assert_eq!(
             self.header("Content-Type"),
             Some("application/json"),
             "Content-Type of {self:?}"
         );
-        Json::parse(&self.body).unwrap_or_else(|e| panic!("invalid JSON ({e}) in {self:?}"))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("invalid JSON ({e}) in {self:?}"))
     }
 }
 
@@ -603,7 +606,7 @@ pub fn parse_reply(raw: &str) -> Result<Reply, String> {
 }
 
 /// drainit's /status document.
-pub fn status_doc(addr: SocketAddr) -> Json {
+pub fn status_doc(addr: SocketAddr) -> Value {
     let r = request("GET", addr, "/status", &[]);
     assert_eq!(r.code, 200, "/status: {r:?}");
     r.json()
@@ -621,7 +624,7 @@ pub fn wait_for_state(addr: SocketAddr, state: &str, timeout: Duration) {
     wait_for(timeout, &format!("state {state} (last: {last})"), || {
         last = try_request("GET", addr, "/status", &[])
             .ok()
-            .and_then(|r| Json::parse(&r.body).ok())
+            .and_then(|r| serde_json::from_str::<Value>(&r.body).ok())
             .and_then(|j| j["state"].as_str().map(str::to_string))
             .unwrap_or_default();
         last == state
@@ -746,200 +749,6 @@ pub fn sigrec_init(
         builder = builder.env(k, v);
     }
     builder
-}
-
-/// A small JSON value, enough to check drainit's documents strictly.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-static JSON_NULL: Json = Json::Null;
-
-impl std::ops::Index<&str> for Json {
-    type Output = Json;
-    /// The member `key`, or Null when absent (use `has` to tell apart).
-    fn index(&self, key: &str) -> &Json {
-        match self {
-            Json::Obj(m) => m
-                .iter()
-                .find(|(k, _)| k == key)
-                .map_or(&JSON_NULL, |(_, v)| v),
-            _ => &JSON_NULL,
-        }
-    }
-}
-
-impl Json {
-    pub fn has(&self, key: &str) -> bool {
-        matches!(self, Json::Obj(m) if m.iter().any(|(k, _)| k == key))
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Json::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Json::Num(n) => Some(*n),
-            _ => None,
-        }
-    }
-
-    /// Parses one whole JSON document (surrounding whitespace allowed).
-    pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing data at byte {}", p.i));
-        }
-        Ok(v)
-    }
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && b" \t\r\n".contains(&self.s[self.i]) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, lit: &str) -> bool {
-        if self.s[self.i..].starts_with(lit.as_bytes()) {
-            self.i += lit.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        let err = |i: usize| format!("unexpected input at byte {i}");
-        match self.s.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut members = Vec::new();
-                self.ws();
-                if self.eat("}") {
-                    return Ok(Json::Obj(members));
-                }
-                loop {
-                    self.ws();
-                    let Json::Str(key) = self.value()? else {
-                        return Err(err(self.i));
-                    };
-                    self.ws();
-                    if !self.eat(":") {
-                        return Err(err(self.i));
-                    }
-                    members.push((key, self.value()?));
-                    self.ws();
-                    if self.eat("}") {
-                        return Ok(Json::Obj(members));
-                    }
-                    if !self.eat(",") {
-                        return Err(err(self.i));
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.eat("]") {
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    if self.eat("]") {
-                        return Ok(Json::Arr(items));
-                    }
-                    if !self.eat(",") {
-                        return Err(err(self.i));
-                    }
-                }
-            }
-            Some(b'"') => {
-                self.i += 1;
-                let mut out = String::new();
-                loop {
-                    match self.s.get(self.i) {
-                        None => return Err("unterminated string".into()),
-                        Some(b'"') => {
-                            self.i += 1;
-                            return Ok(Json::Str(out));
-                        }
-                        Some(b'\\') => {
-                            let c = *self.s.get(self.i + 1).ok_or("bad escape")?;
-                            self.i += 2;
-                            match c {
-                                b'"' => out.push('"'),
-                                b'\\' => out.push('\\'),
-                                b'/' => out.push('/'),
-                                b'n' => out.push('\n'),
-                                b't' => out.push('\t'),
-                                b'r' => out.push('\r'),
-                                b'b' => out.push('\u{8}'),
-                                b'f' => out.push('\u{c}'),
-                                b'u' => {
-                                    let hex = std::str::from_utf8(
-                                        self.s.get(self.i..self.i + 4).ok_or("bad \\u")?,
-                                    )
-                                    .map_err(|e| e.to_string())?;
-                                    let n =
-                                        u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
-                                    out.push(char::from_u32(n).unwrap_or('\u{fffd}'));
-                                    self.i += 4;
-                                }
-                                _ => return Err(err(self.i)),
-                            }
-                        }
-                        Some(&b) if b < 0x20 => return Err("control character in string".into()),
-                        Some(_) => {
-                            let rest = std::str::from_utf8(&self.s[self.i..])
-                                .map_err(|e| e.to_string())?;
-                            let ch = rest.chars().next().unwrap();
-                            out.push(ch);
-                            self.i += ch.len_utf8();
-                        }
-                    }
-                }
-            }
-            Some(b't') if self.eat("true") => Ok(Json::Bool(true)),
-            Some(b'f') if self.eat("false") => Ok(Json::Bool(false)),
-            Some(b'n') if self.eat("null") => Ok(Json::Null),
-            Some(b'-' | b'0'..=b'9') => {
-                let start = self.i;
-                while self.i < self.s.len() && b"+-.eE0123456789".contains(&self.s[self.i]) {
-                    self.i += 1;
-                }
-                let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
-                text.parse()
-                    .map(Json::Num)
-                    .map_err(|_| format!("bad number {text:?}"))
-            }
-            _ => Err(err(self.i)),
-        }
-    }
 }
 
 /// The value of one sample of drainit's /metrics, e.g.
@@ -1187,9 +996,9 @@ pub fn run_argv(argv: &[&str], env: &[(&str, &str)], timeout: Duration) -> Ran {
 }
 
 /// The check reports in drainit's /status.
-pub fn check_reports(addr: SocketAddr) -> Vec<Json> {
+pub fn check_reports(addr: SocketAddr) -> Vec<Value> {
     match &status_doc(addr)["checks"] {
-        Json::Arr(items) => items.clone(),
+        Value::Array(items) => items.clone(),
         other => panic!("/status has no checks array: {other:?}"),
     }
 }
@@ -1200,8 +1009,8 @@ pub fn wait_for_report(
     addr: SocketAddr,
     name: &str,
     timeout: Duration,
-    pred: impl Fn(&Json) -> bool,
-) -> Json {
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
         let last = check_reports(addr);
@@ -1220,15 +1029,14 @@ pub fn wait_for_report(
 }
 
 /// A report's `ok`.
-pub fn report_ok(r: &Json) -> bool {
-    match r["ok"] {
-        Json::Bool(b) => b,
-        ref other => panic!("report without a boolean ok: {other:?}"),
-    }
+pub fn report_ok(r: &Value) -> bool {
+    r["ok"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("report without a boolean ok: {r:?}"))
 }
 
 /// A report's error text ("" when null).
-pub fn report_error(r: &Json) -> String {
+pub fn report_error(r: &Value) -> String {
     r["error"].as_str().unwrap_or_default().to_string()
 }
 
@@ -1468,3 +1276,152 @@ impl Drop for NetNs {
             .status();
     }
 }
+
+// ---------------------------------------------------------------------------
+// An HTTP server that is not ours: Python's http.server, as the app whose
+// health route drainit checks (issue 9).
+
+/// What [`PyHttp`] runs: GET answers the query's `b` (or, for a request
+/// without a query, the query it was started with) as the body (JSON
+/// content type) with status `code` (200 if absent), framed by `te`:
+/// `length` (Content-Length), `chunked` (3-byte chunks with an extension,
+/// then a trailer), `eof` (no length, closed after the body), or a
+/// truncated body: `short` (Content-Length 10 more than sent) and
+/// `chunked-short` (no last chunk), each followed by a close.
+const PY_HTTP: &str = r#"
+import http.server, sys, urllib.parse
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        query = urllib.parse.urlsplit(self.path).query or sys.argv[1]
+        query = urllib.parse.parse_qs(query)
+        body = query.get("b", [""])[0].encode()
+        te = query.get("te", ["length"])[0]
+        self.send_response(int(query.get("code", ["200"])[0]))
+        self.send_header("Content-Type", "application/json")
+        if te.startswith("chunked"):
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), 3):
+                part = body[i:i + 3]
+                self.wfile.write(b"%x;n=%d\r\n%s\r\n" % (len(part), i, part))
+            if te == "chunked":
+                self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
+            else:
+                self.close_connection = True
+        elif te == "eof":
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+        else:
+            extra = 10 if te == "short" else 0
+            self.send_header("Content-Length", str(len(body) + extra))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = te == "short"
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// A Python http.server on a loopback port; killed (by pid) when dropped.
+pub struct PyHttp {
+    child: Child,
+    pub port: u16,
+}
+
+impl PyHttp {
+    /// None (the test is skipped, and says why) without python3 outside CI.
+    pub fn start() -> Option<PyHttp> {
+        PyHttp::answering("", "length")
+    }
+
+    /// As [`PyHttp::start`], answering `body` framed as `te` to any
+    /// request without a query (drainit's own paths, such as /status).
+    pub fn answering(body: &str, te: &str) -> Option<PyHttp> {
+        let present = Command::new("python3")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !require(
+            "python3",
+            present,
+            "the app that answers chunked is Python's http.server",
+        ) {
+            return None;
+        }
+        let mut child = Command::new("python3")
+            .args(["-c", PY_HTTP, &query(body, te)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cannot start python3");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("python3's stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("python3 prints its port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("python3 printed {line:?} instead of its port")
+        });
+        Some(PyHttp { child, port })
+    }
+
+    /// The URL that answers `body` framed as `te` says (see [`PY_HTTP`]).
+    pub fn url(&self, body: &str, te: &str) -> String {
+        format!("http://127.0.0.1:{}/health?{}", self.port, query(body, te))
+    }
+
+    /// Its address, as `--addr` takes it.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// The query that makes [`PY_HTTP`] answer `body` framed as `te`.
+fn query(body: &str, te: &str) -> String {
+    let encoded: String = body
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("te={te}&b={encoded}")
+}
+
+impl Drop for PyHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Health answers and whether `--expect-json` / `--ready-expect-json` must
+/// call them healthy: only the top-level `status` counts.
+pub const JSON_VERDICTS: [(&str, bool); 6] = [
+    (
+        "{\"status\":\"unhealthy\",\"checks\":[{\"status\":\"healthy\"}]}",
+        false,
+    ),
+    ("{\"status\":\"UP\"}", true),
+    ("{\"status\":\"pass\"}", true),
+    ("{\"status\":\"healthy\"", false),
+    (
+        "{\"status\":\"DOWN\",\"note\":\"{\\\"status\\\":\\\"ok\\\"}\"}",
+        false,
+    ),
+    ("{\"status\":\"ok\",\"db\":{\"status\":\"down\"}}", true),
+];

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::checks::json_escape;
 use crate::cli::{self, EXIT_USAGE};
-use crate::http::{self, Url};
+use crate::http::client::{self, Url};
+use crate::json;
 
 const SUBCOMMANDS: [&str; 4] = ["probe", "drain", "undrain", "status"];
 
@@ -26,8 +26,10 @@ Usage: drainit probe [URL] [--timeout S] [--attempts N] [--interval S] [--header
 
 probe: without URL, GETs the local drainit's /readyz (address from --addr, DRAINIT_HEALTH_ADDR
        or 0.0.0.0:8099, asked on loopback). Prints one line; exit 0 healthy, 1 unhealthy, 2 usage.
+       Healthy is a complete 2xx answer; with --expect-json, its body must also be a JSON object
+       whose top-level \"status\" is healthy, ok, up, pass or warn (any case).
 drain/undrain: /sethealth/ko or /sethealth/ok on the local drainit (token: DRAINIT_CONTROL_TOKEN).
-status: prints the local drainit's state (--json for the raw /status document).
+status: prints the local drainit's state (--json: the /status document, on one line).
 ";
 
 /// Everything the client subcommands accept.
@@ -231,17 +233,16 @@ fn probe_target(a: &ClientArgs) -> Result<ProbeFn<'_>, String> {
 
 fn probe_http(url: &Url, a: &ClientArgs) -> Verdict {
     let started = Instant::now();
-    match http::get(url, &a.headers, a.timeout) {
+    match client::get(url, &a.headers, a.timeout) {
         Ok(r) => {
             let took = millis(started);
             let line = format!("{} from {} in {took}", r.code, r.url);
-            let json_ok = !a.expect_json || http::is_healthy_json(&r.body);
-            match ((200..300).contains(&r.code), json_ok) {
-                (true, true) => Verdict::Healthy(line),
-                (true, false) => {
-                    Verdict::Unhealthy(format!("{line}, body is not {{\"status\":\"healthy\"}}"))
-                }
-                _ => Verdict::Unhealthy(line),
+            if !(200..300).contains(&r.code) {
+                return Verdict::Unhealthy(line);
+            }
+            match a.expect_json.then(|| json::healthy(&r.body)) {
+                Some(Err(why)) => Verdict::Unhealthy(format!("{line}, {why}")),
+                _ => Verdict::Healthy(line),
             }
         }
         Err(e) => Verdict::Unhealthy(e),
@@ -251,7 +252,7 @@ fn probe_http(url: &Url, a: &ClientArgs) -> Verdict {
 /// Tries every resolved address in turn (`localhost` may be ::1 first).
 fn probe_tcp(addrs: &[SocketAddr], timeout: Duration) -> Verdict {
     let started = Instant::now();
-    match http::connect_any(addrs, started + timeout) {
+    match client::connect_any(addrs, started + timeout) {
         Ok(stream) => Verdict::Healthy(format!(
             "{} accepted a connection in {}",
             stream.peer_addr().unwrap_or(addrs[0]),
@@ -292,7 +293,7 @@ fn millis(since: Instant) -> String {
 
 type Failure = (i32, String);
 
-fn fetch(a: &ClientArgs, path: &str) -> Result<http::Response, Failure> {
+fn fetch(a: &ClientArgs, path: &str) -> Result<client::Response, Failure> {
     let base = local_base(a).map_err(|e| (EXIT_USAGE, e))?;
     let url = Url::parse(&format!("{base}{path}")).map_err(|e| (EXIT_USAGE, e))?;
     let headers: Vec<(String, String)> = a
@@ -300,29 +301,38 @@ fn fetch(a: &ClientArgs, path: &str) -> Result<http::Response, Failure> {
         .iter()
         .map(|t| ("Authorization".to_string(), format!("Bearer {t}")))
         .collect();
-    http::get(&url, &headers, a.timeout).map_err(|e| (1, e))
+    client::get(&url, &headers, a.timeout).map_err(|e| (1, e))
+}
+
+/// drainit's answer read as JSON. `--json` prints it written out again
+/// rather than as sent: one line, every control character escaped.
+fn document(r: &client::Response) -> Result<serde_json::Value, Failure> {
+    json::parse(&r.body).map_err(|e| (1, format!("{} answered {}: {e}", r.url, r.code)))
 }
 
 fn control(a: &ClientArgs, path: &str) -> Result<String, Failure> {
     let r = fetch(a, path)?;
-    let state = json_str(&r.body, "state").unwrap_or_else(|| "unknown".into());
+    let doc = document(&r)?;
     if a.json {
         return if r.code == 200 {
-            Ok(r.body.trim().to_string())
+            Ok(doc.to_string())
         } else {
-            Err((1, r.body.trim().to_string()))
+            Err((1, doc.to_string()))
         };
     }
+    let field = |k: &str, absent: &str| printable(&json::member(&doc, k).unwrap_or(absent.into()));
+    let state = field("state", "unknown");
     match r.code {
         200 if path.ends_with("ko") => Ok(format!("drained: readiness now fails (state {state})")),
         200 => Ok(format!("undrained: state {state}")),
-        code => {
-            let why = json_str(&r.body, "error").unwrap_or_default();
-            Err((
-                1,
-                format!("{} answered {code}: {why} (state {state})", r.url),
-            ))
-        }
+        code => Err((
+            1,
+            format!(
+                "{} answered {code}: {} (state {state})",
+                r.url,
+                field("error", "")
+            ),
+        )),
     }
 }
 
@@ -331,14 +341,11 @@ fn status(a: &ClientArgs) -> Result<String, Failure> {
     if r.code != 200 {
         return Err((1, format!("{} answered {}", r.url, r.code)));
     }
+    let doc = document(&r)?;
     if a.json {
-        return Ok(r.body.trim().to_string());
+        return Ok(doc.to_string());
     }
-    let field = |k: &str| {
-        json_str(&r.body, k)
-            .or_else(|| json_raw(&r.body, k))
-            .unwrap_or_else(|| "?".into())
-    };
+    let field = |k: &str| printable(&json::member(&doc, k).unwrap_or("?".into()));
     Ok(format!(
         "state {}, child pid {}, up {}s, drains {}",
         field("state"),
@@ -348,18 +355,18 @@ fn status(a: &ClientArgs) -> Result<String, Failure> {
     ))
 }
 
-/// The string value of a top-level `"key":"value"` in drainit's own JSON.
-fn json_str(body: &str, key: &str) -> Option<String> {
-    let start = body.find(&format!("\"{}\":\"", json_escape(key)))? + key.len() + 4;
-    let end = body[start..].find('"')?;
-    Some(body[start..start + end].to_string())
-}
-
-/// A number or null value of `"key":value` in drainit's own JSON.
-fn json_raw(body: &str, key: &str) -> Option<String> {
-    let start = body.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let end = body[start..].find([',', '}'])?;
-    Some(body[start..start + end].to_string())
+/// `text` with its control characters escaped: what a server sends must
+/// not move the cursor or recolour the terminal of whoever runs drainit.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -367,10 +374,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_drainit_json() {
-        let body = "{\"state\":\"ready\",\"child_pid\":7,\"drain\":null}";
-        assert_eq!(json_str(body, "state").as_deref(), Some("ready"));
-        assert_eq!(json_raw(body, "child_pid").as_deref(), Some("7"));
-        assert_eq!(json_raw(body, "drain").as_deref(), Some("null"));
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            printable("ready\u{1b}[2J\r\n"),
+            "ready\\u{1b}[2J\\u{d}\\u{a}"
+        );
     }
 }
