@@ -4,16 +4,19 @@
 //! and what it does (see `opts`). A flag always wins over its variable.
 
 use std::ffi::{OsStr, OsString};
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use libc::c_int;
 
 use crate::checks::{self, CheckSettings};
+use crate::control::{self, ControlSettings, TcpControl};
 use crate::drain::{DrainPolicy, StopPolicy};
+use crate::http::{client, server};
 use crate::opts::{self, env, flag, list, valued, Env, EnvRead, Opt};
 use crate::signals;
+use crate::spawn::CONTROL_TOKEN_ENV;
 
 /// Exit code for a bad command line or configuration.
 pub const EXIT_USAGE: i32 = 2;
@@ -37,7 +40,11 @@ pub struct Config {
     pub warn_on_reap: bool,
     pub health_addr: Option<SocketAddr>,
     pub agent_addr: Option<SocketAddr>,
-    pub control_token: Option<String>,
+    pub control: ControlSettings,
+    pub control_socket: SocketChoice,
+    /// The token was given as --control-token, which any user can read in
+    /// /proc/PID/cmdline.
+    pub token_on_command_line: bool,
     pub drain: DrainPolicy,
     pub stop: StopPolicy,
     pub stop_timeout: Duration,
@@ -58,9 +65,11 @@ impl Default for Config {
             log_filter: "warn".into(),
             verbosity: 0,
             warn_on_reap: false,
-            health_addr: resolve_addr(DEFAULT_HEALTH_ADDR).ok().flatten(),
+            health_addr: server::parse_addr(DEFAULT_HEALTH_ADDR).ok().flatten(),
             agent_addr: None,
-            control_token: None,
+            control: ControlSettings::default(),
+            control_socket: SocketChoice::Default,
+            token_on_command_line: false,
             drain: DrainPolicy::default(),
             stop: StopPolicy::default(),
             stop_timeout: Duration::from_secs(10),
@@ -68,6 +77,16 @@ impl Default for Config {
             asked: None,
         }
     }
+}
+
+/// Where drainit's control socket goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketChoice {
+    /// The first of `control::default_sockets` that can be had.
+    Default,
+    Off,
+    /// Here, or drainit does not start.
+    At(PathBuf),
 }
 
 /// What the command line asks for.
@@ -253,7 +272,7 @@ pub static OPTIONS: &[Opt<Config>] = &[
         &[env("DRAINIT_HEALTH_ADDR")],
         "health endpoint HOST:PORT, :PORT or 'none' [0.0.0.0:8099]",
         |c, v| {
-            c.health_addr = resolve_addr(v)?;
+            c.health_addr = server::parse_addr(v)?;
             Ok(())
         },
     ),
@@ -264,7 +283,7 @@ pub static OPTIONS: &[Opt<Config>] = &[
         &[env("DRAINIT_AGENT_ADDR")],
         "serve HAProxy agent-check (ready/drain/down) on HOST:PORT [off]",
         |c, v| {
-            c.agent_addr = resolve_addr(v)?;
+            c.agent_addr = server::parse_addr(v)?;
             Ok(())
         },
     ),
@@ -272,10 +291,49 @@ pub static OPTIONS: &[Opt<Config>] = &[
         "control-token",
         None,
         "TOKEN",
-        &[env("DRAINIT_CONTROL_TOKEN")],
-        "bearer token that lets non-loopback peers use /sethealth/* [none: loopback only]",
+        &[env(CONTROL_TOKEN_ENV)],
+        "bearer token that opens /sethealth/* over TCP to any peer (prefer the variable or \
+         --control-token-file: the command line is readable in /proc) [none]",
         |c, v| {
-            c.control_token = parse_token(v)?;
+            c.control.token = Some(control::parse_token(v)?);
+            Ok(())
+        },
+    ),
+    valued(
+        "control-token-file",
+        None,
+        "PATH",
+        &[env("DRAINIT_CONTROL_TOKEN_FILE")],
+        "read the bearer token from PATH, such as a mounted Kubernetes Secret",
+        |c, v| {
+            c.control.token = Some(control::read_token_file(v)?);
+            Ok(())
+        },
+    ),
+    valued(
+        "tcp-control",
+        None,
+        "MODE",
+        &[env("DRAINIT_TCP_CONTROL")],
+        "who may use /sethealth/* over TCP: local (loopback without Origin, Sec-Fetch-Site or \
+         forwarding headers, or the token), token (the token only; for meshes) or off [local]",
+        |c, v| {
+            c.control.tcp = TcpControl::parse(v)?;
+            Ok(())
+        },
+    ),
+    valued(
+        "control-socket",
+        None,
+        "PATH",
+        &[env("DRAINIT_CONTROL_SOCKET")],
+        "Unix socket for drainit drain/undrain/status, mode 0600, no token needed; 'none' turns \
+         it off [/run/drainit.sock, or drainit.sock in the temp dir when /run is not writable]",
+        |c, v| {
+            c.control_socket = match v.trim() {
+                "none" | "off" => SocketChoice::Off,
+                path => SocketChoice::At(non_empty(path)?.into()),
+            };
             Ok(())
         },
     ),
@@ -381,7 +439,7 @@ pub static OPTIONS: &[Opt<Config>] = &[
         &[env("DRAINIT_READY_HEADER")],
         "extra header for --ready-http",
         |c, v| {
-            c.checks.headers.push(parse_header(v)?);
+            c.checks.headers.push(client::parse_header(v)?);
             Ok(())
         },
     ),
@@ -545,6 +603,7 @@ pub fn parse(
         set_setsid(&mut config, "1")?;
     }
     given.apply(OPTIONS, &mut config, env)?;
+    config.token_on_command_line = given.has("control-token");
     if let Some(asked) = config.asked.take() {
         return Ok(asked);
     }
@@ -629,47 +688,6 @@ fn parse_exit_code(value: &str) -> Result<i32, String> {
     }
 }
 
-fn parse_token(value: &str) -> Result<Option<String>, String> {
-    if value.len() < 8 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("expected at least 8 characters without spaces".into());
-    }
-    Ok(Some(value.to_string()))
-}
-
-/// `'Name: value'` as sent by --ready-header and `drainit probe --header`.
-pub fn parse_header(value: &str) -> Result<(String, String), String> {
-    let (name, v) = value
-        .split_once(':')
-        .ok_or_else(|| format!("'{value}' is not 'NAME: VALUE'"))?;
-    let name = name.trim();
-    let valid = |c: char| c.is_ascii_alphanumeric() || "-_!#$%&'*+.^`|~".contains(c);
-    if name.is_empty() || !name.chars().all(valid) || v.contains(['\r', '\n']) {
-        return Err(format!("'{value}' is not 'NAME: VALUE'"));
-    }
-    Ok((name.to_string(), v.trim().to_string()))
-}
-
-/// `none`/`off`, `HOST:PORT`, `:PORT` or `PORT`.
-pub fn resolve_addr(value: &str) -> Result<Option<SocketAddr>, String> {
-    let v = value.trim();
-    if matches!(v, "none" | "off" | "") {
-        return Ok(None);
-    }
-    let full = if let Some(port) = v.strip_prefix(':') {
-        format!("0.0.0.0:{port}")
-    } else if v.parse::<u16>().is_ok() {
-        format!("0.0.0.0:{v}")
-    } else {
-        v.to_string()
-    };
-    let bad = || format!("'{value}' is not an address (expected HOST:PORT, :PORT or none)");
-    full.to_socket_addrs()
-        .map_err(|_| bad())?
-        .next()
-        .map(Some)
-        .ok_or_else(bad)
-}
-
 /// The `--help` text, generated from [`OPTIONS`].
 pub fn help() -> String {
     format!(
@@ -679,7 +697,9 @@ pub fn help() -> String {
          \x20      drainit probe|drain|undrain|status [OPTIONS]   (see drainit probe --help)\n\
          \x20      (drainit -- drain runs a program called drain)\n\nOptions:\n{}\
          \nHealth endpoints: /livez /readyz /health /healthz /status /metrics,\n\
-         \x20 /sethealth/ko and /sethealth/ok (loopback, or Authorization: Bearer TOKEN).\n\
+         \x20 /sethealth/ko and /sethealth/ok (the control socket; over TCP, see --tcp-control).\n\
+         \nLog: one line per event on stderr, never waited on: when stderr cannot take\n\
+         \x20 them, lines are dropped and counted (drainit_log_lines_dropped_total).\n\
          \nExit status:\n\
          \x20 the child's exit status, or 128+N when it was killed by signal N\n\
          \x20 0     when the child's code was given to --remap-exit\n\
@@ -773,11 +793,11 @@ mod tests {
         assert_eq!(parse_seconds("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("inf").is_err());
-        assert_eq!(resolve_addr("none"), Ok(None));
+        assert_eq!(server::parse_addr("none"), Ok(None));
         assert_eq!(
-            resolve_addr(":80").unwrap().unwrap().to_string(),
+            server::parse_addr(":80").unwrap().unwrap().to_string(),
             "0.0.0.0:80"
         );
-        assert!(resolve_addr("nowhere").is_err());
+        assert!(server::parse_addr("nowhere").is_err());
     }
 }

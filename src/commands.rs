@@ -9,8 +9,12 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli::{self, EXIT_USAGE};
+use crate::control;
 use crate::http::client::{self, Url};
+use crate::http::server;
 use crate::json;
+use crate::opts::{self, env, flag, list, valued, Opt};
+use crate::spawn::CONTROL_TOKEN_ENV;
 
 const SUBCOMMANDS: [&str; 4] = ["probe", "drain", "undrain", "status"];
 
@@ -18,44 +22,211 @@ pub fn is_subcommand(arg: &OsString) -> bool {
     SUBCOMMANDS.iter().any(|s| arg == *s)
 }
 
-const PROBE_HELP: &str = "\
+const USAGE: &str = "\
 Usage: drainit probe [URL] [--timeout S] [--attempts N] [--interval S] [--header 'N: V'] [--expect-json]
        drainit probe --tcp HOST:PORT [--timeout S] [--attempts N] [--interval S]
        drainit probe --file PATH [--max-age S]
-       drainit drain | undrain | status [--addr ADDR] [--json] [--timeout S] [--token TOKEN]
+       drainit drain | undrain | status [--socket PATH] [--addr ADDR] [--json] [--token TOKEN]
 
 probe: without URL, GETs the local drainit's /readyz (address from --addr, DRAINIT_HEALTH_ADDR
        or 0.0.0.0:8099, asked on loopback). Prints one line; exit 0 healthy, 1 unhealthy, 2 usage.
        Healthy is a complete 2xx answer; with --expect-json, its body must also be a JSON object
        whose top-level \"status\" is healthy, ok, up, pass or warn (any case).
-drain/undrain: /sethealth/ko or /sethealth/ok on the local drainit (token: DRAINIT_CONTROL_TOKEN).
+drain/undrain: /sethealth/ko or /sethealth/ok on the local drainit, over its control socket
+       when there is one (no token needed), else over TCP (loopback, or the token).
 status: prints the local drainit's state (--json: the /status document, on one line).
+
+Options:
 ";
 
 /// Everything the client subcommands accept.
-struct ClientArgs {
+#[derive(Default)]
+pub struct ClientArgs {
+    help: bool,
     url: Option<String>,
     addr: Option<String>,
-    timeout: Duration,
-    attempts: u32,
-    interval: Duration,
+    socket: Option<String>,
+    timeout: Option<Duration>,
+    attempts: Option<u32>,
+    interval: Option<Duration>,
     headers: Vec<(String, String)>,
     expect_json: bool,
     tcp: Option<String>,
     file: Option<PathBuf>,
-    max_age: Duration,
+    max_age: Option<Duration>,
     json: bool,
     token: Option<String>,
 }
 
+impl ClientArgs {
+    fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(3))
+    }
+}
+
+/// Every option of the client subcommands, with what it does.
+pub static OPTIONS: &[Opt<ClientArgs>] = &[
+    flag(
+        "help",
+        Some('h'),
+        &[],
+        "print this help and exit",
+        |a, _| {
+            a.help = true;
+            Ok(())
+        },
+    ),
+    valued(
+        "timeout",
+        None,
+        "SECONDS",
+        &[],
+        "time limit of one attempt [3]",
+        |a, v| {
+            a.timeout = Some(cli::parse_positive_seconds(v)?);
+            Ok(())
+        },
+    ),
+    valued(
+        "attempts",
+        None,
+        "N",
+        &[],
+        "probe: attempts before unhealthy [1]",
+        |a, v| {
+            a.attempts = Some(cli::parse_count(v)?);
+            Ok(())
+        },
+    ),
+    valued(
+        "interval",
+        None,
+        "SECONDS",
+        &[],
+        "probe: time between attempts [1]",
+        |a, v| {
+            a.interval = Some(cli::parse_seconds(v)?);
+            Ok(())
+        },
+    ),
+    list(
+        "header",
+        None,
+        "'NAME: VALUE'",
+        &[],
+        "probe: extra request header",
+        |a, v| {
+            a.headers.push(client::parse_header(v)?);
+            Ok(())
+        },
+    ),
+    flag(
+        "expect-json",
+        None,
+        &[],
+        "probe: the body's top-level \"status\" must be healthy, ok, up, pass or warn",
+        |a, _| {
+            a.expect_json = true;
+            Ok(())
+        },
+    ),
+    valued(
+        "tcp",
+        None,
+        "HOST:PORT",
+        &[],
+        "probe: healthy when it accepts a connection",
+        |a, v| {
+            a.tcp = Some(v.to_string());
+            Ok(())
+        },
+    ),
+    valued(
+        "file",
+        None,
+        "PATH",
+        &[],
+        "probe: healthy while PATH is fresh",
+        |a, v| {
+            a.file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    ),
+    valued(
+        "max-age",
+        None,
+        "SECONDS",
+        &[],
+        "probe --file: oldest fresh mtime [60]",
+        |a, v| {
+            a.max_age = Some(cli::parse_positive_seconds(v)?);
+            Ok(())
+        },
+    ),
+    valued(
+        "addr",
+        None,
+        "ADDR",
+        &[env("DRAINIT_HEALTH_ADDR")],
+        "the local drainit's health address [0.0.0.0:8099, asked on loopback]",
+        |a, v| {
+            a.addr = Some(v.to_string());
+            Ok(())
+        },
+    ),
+    valued(
+        "socket",
+        None,
+        "PATH",
+        &[env("DRAINIT_CONTROL_SOCKET")],
+        "the local drainit's control socket, or none [/run/drainit.sock, then the temp dir]",
+        |a, v| {
+            a.socket = Some(v.to_string());
+            Ok(())
+        },
+    ),
+    flag(
+        "json",
+        None,
+        &[],
+        "drain, undrain, status: print drainit's JSON",
+        |a, _| {
+            a.json = true;
+            Ok(())
+        },
+    ),
+    valued(
+        "token",
+        None,
+        "TOKEN",
+        &[env(CONTROL_TOKEN_ENV)],
+        "bearer token for control over TCP",
+        |a, v| {
+            a.token = Some(control::parse_token(v)?);
+            Ok(())
+        },
+    ),
+    valued(
+        "token-file",
+        None,
+        "PATH",
+        &[env("DRAINIT_CONTROL_TOKEN_FILE")],
+        "read the bearer token from PATH",
+        |a, v| {
+            a.token = Some(control::read_token_file(v)?);
+            Ok(())
+        },
+    ),
+];
+
 /// Runs `drainit SUBCOMMAND ARGS...`; returns the exit code.
 pub fn run(sub: &str, args: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> i32 {
     let parsed = match parse(args, env) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{PROBE_HELP}");
+        Ok(a) if a.help => {
+            print!("{USAGE}{}", opts::help(OPTIONS));
             return 0;
         }
+        Ok(a) => a,
         Err(e) => {
             eprintln!("drainit {sub}: {e}");
             return EXIT_USAGE;
@@ -79,80 +250,23 @@ pub fn run(sub: &str, args: &[OsString], env: &dyn Fn(&str) -> Option<String>) -
     }
 }
 
-fn parse(
-    args: &[OsString],
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<ClientArgs>, String> {
-    let mut a = ClientArgs {
-        url: None,
-        addr: env("DRAINIT_HEALTH_ADDR"),
-        timeout: Duration::from_secs(3),
-        attempts: 1,
-        interval: Duration::from_secs(1),
-        headers: Vec::new(),
-        expect_json: false,
-        tcp: None,
-        file: None,
-        max_age: Duration::from_secs(60),
-        json: false,
-        token: env("DRAINIT_CONTROL_TOKEN"),
-    };
-    let mut it = args.iter().map(|s| s.to_string_lossy().into_owned());
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--timeout" => a.timeout = positive(&name, &value()?)?,
-            "--interval" => {
-                a.interval = cli::parse_seconds(&value()?).map_err(|e| format!("{name}: {e}"))?
-            }
-            "--attempts" => {
-                a.attempts = cli::parse_count(&value()?).map_err(|e| format!("{name}: {e}"))?
-            }
-            "--header" => a
-                .headers
-                .push(cli::parse_header(&value()?).map_err(|e| format!("{name}: {e}"))?),
-            "--expect-json" => a.expect_json = true,
-            "--tcp" => a.tcp = Some(value()?),
-            "--file" => a.file = Some(PathBuf::from(value()?)),
-            "--max-age" => a.max_age = positive(&name, &value()?)?,
-            "--addr" => a.addr = Some(value()?),
-            "--json" => a.json = true,
-            "--token" => a.token = Some(value()?),
-            other if other.starts_with('-') => {
-                return Err(format!(
-                    "unknown option '{other}' (see drainit probe --help)"
-                ))
-            }
-            _ if a.url.is_none() => a.url = Some(arg),
-            _ => return Err(format!("unexpected argument '{arg}'")),
-        }
+fn parse(args: &[OsString], env: &dyn Fn(&str) -> Option<String>) -> Result<ClientArgs, String> {
+    let given = opts::tokenize(OPTIONS, args, false)?;
+    let mut a = ClientArgs::default();
+    given.apply(OPTIONS, &mut a, env)?;
+    match given.positional.as_slice() {
+        [] => {}
+        [url] => a.url = Some(url.to_string_lossy().into_owned()),
+        [_, extra, ..] => return Err(format!("unexpected argument '{}'", extra.to_string_lossy())),
     }
-    Ok(Some(a))
-}
-
-fn positive(name: &str, value: &str) -> Result<Duration, String> {
-    match cli::parse_seconds(value) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(format!("{name}: must be more than 0")),
-        Err(e) => Err(format!("{name}: {e}")),
-    }
+    Ok(a)
 }
 
 /// The local drainit's base URL: its health address, with an unspecified
 /// bind address (0.0.0.0, ::) asked on loopback.
 fn local_base(a: &ClientArgs) -> Result<String, String> {
     let addr = a.addr.as_deref().unwrap_or(cli::DEFAULT_HEALTH_ADDR);
-    let Some(mut sock) = cli::resolve_addr(addr)? else {
+    let Some(mut sock) = server::parse_addr(addr)? else {
         return Err("the health endpoint is off (health address 'none')".into());
     };
     if sock.ip().is_unspecified() {
@@ -179,6 +293,7 @@ fn probe(a: &ClientArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    let attempts = a.attempts.unwrap_or(1);
     let mut attempt = 1;
     loop {
         match check() {
@@ -186,8 +301,8 @@ fn probe(a: &ClientArgs) -> i32 {
                 println!("healthy: {line}");
                 return 0;
             }
-            Verdict::Unhealthy(line) if attempt >= a.attempts => {
-                let suffix = if a.attempts > 1 {
+            Verdict::Unhealthy(line) if attempt >= attempts => {
+                let suffix = if attempts > 1 {
                     format!(" (after {attempt} attempts)")
                 } else {
                     String::new()
@@ -197,7 +312,7 @@ fn probe(a: &ClientArgs) -> i32 {
             }
             Verdict::Unhealthy(_) => {
                 attempt += 1;
-                thread::sleep(a.interval);
+                thread::sleep(a.interval.unwrap_or(Duration::from_secs(1)));
             }
         }
     }
@@ -219,10 +334,11 @@ fn probe_target(a: &ClientArgs) -> Result<ProbeFn<'_>, String> {
         if resolved.is_empty() {
             return Err(format!("--tcp: '{addr}' does not resolve"));
         }
-        return Ok(Box::new(move || probe_tcp(&resolved, a.timeout)));
+        return Ok(Box::new(move || probe_tcp(&resolved, a.timeout())));
     }
     if let Some(path) = &a.file {
-        return Ok(Box::new(move || probe_file(path, a.max_age)));
+        let max_age = a.max_age.unwrap_or(Duration::from_secs(60));
+        return Ok(Box::new(move || probe_file(path, max_age)));
     }
     let url = match &a.url {
         Some(u) => Url::parse(u)?,
@@ -233,10 +349,10 @@ fn probe_target(a: &ClientArgs) -> Result<ProbeFn<'_>, String> {
 
 fn probe_http(url: &Url, a: &ClientArgs) -> Verdict {
     let started = Instant::now();
-    match client::get(url, &a.headers, a.timeout) {
+    match client::get(url, &a.headers, a.timeout()) {
         Ok(r) => {
             let took = millis(started);
-            let line = format!("{} from {} in {took}", r.code, r.url);
+            let line = format!("{} from {} in {took}", r.code, r.from);
             if !(200..300).contains(&r.code) {
                 return Verdict::Unhealthy(line);
             }
@@ -293,21 +409,35 @@ fn millis(since: Instant) -> String {
 
 type Failure = (i32, String);
 
+/// Asks the local drainit for `path`: over its control socket when one
+/// answers (it needs no token), else over TCP.
 fn fetch(a: &ClientArgs, path: &str) -> Result<client::Response, Failure> {
-    let base = local_base(a).map_err(|e| (EXIT_USAGE, e))?;
-    let url = Url::parse(&format!("{base}{path}")).map_err(|e| (EXIT_USAGE, e))?;
     let headers: Vec<(String, String)> = a
         .token
         .iter()
         .map(|t| ("Authorization".to_string(), format!("Bearer {t}")))
         .collect();
-    client::get(&url, &headers, a.timeout).map_err(|e| (1, e))
+    let sockets = match a.socket.as_deref() {
+        Some("none") => Vec::new(),
+        Some(path) => vec![PathBuf::from(path)],
+        None => control::default_sockets(),
+    };
+    for socket in sockets.iter().filter(|s| s.exists()) {
+        match client::get_local(socket, path, &headers, a.timeout()) {
+            Ok(r) => return Ok(r),
+            Err(e) if a.socket.is_some() => return Err((1, e)),
+            Err(_) => {}
+        }
+    }
+    let base = local_base(a).map_err(|e| (EXIT_USAGE, e))?;
+    let url = Url::parse(&format!("{base}{path}")).map_err(|e| (EXIT_USAGE, e))?;
+    client::get(&url, &headers, a.timeout()).map_err(|e| (1, e))
 }
 
 /// drainit's answer read as JSON. `--json` prints it written out again
 /// rather than as sent: one line, every control character escaped.
 fn document(r: &client::Response) -> Result<serde_json::Value, Failure> {
-    json::parse(&r.body).map_err(|e| (1, format!("{} answered {}: {e}", r.url, r.code)))
+    json::parse(&r.body).map_err(|e| (1, format!("{} answered {}: {e}", r.from, r.code)))
 }
 
 fn control(a: &ClientArgs, path: &str) -> Result<String, Failure> {
@@ -329,7 +459,7 @@ fn control(a: &ClientArgs, path: &str) -> Result<String, Failure> {
             1,
             format!(
                 "{} answered {code}: {} (state {state})",
-                r.url,
+                r.from,
                 field("error", "")
             ),
         )),
@@ -339,7 +469,7 @@ fn control(a: &ClientArgs, path: &str) -> Result<String, Failure> {
 fn status(a: &ClientArgs) -> Result<String, Failure> {
     let r = fetch(a, "/status")?;
     if r.code != 200 {
-        return Err((1, format!("{} answered {}", r.url, r.code)));
+        return Err((1, format!("{} answered {}", r.from, r.code)));
     }
     let doc = document(&r)?;
     if a.json {

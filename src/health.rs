@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
@@ -17,9 +17,11 @@ use log::{error, warn};
 use nix::sys::socket::{listen, Backlog};
 
 use crate::checks::CheckReport;
+use crate::control::{self, ControlSettings};
 use crate::drain::State;
 use crate::http::conn::Limits;
-use crate::http::{server, Reply, Request};
+use crate::http::server::{self, Listener};
+use crate::http::{Peer, Reply, Request};
 use crate::listeners;
 use crate::logger::{self, Throttle};
 use crate::shared::Shared;
@@ -28,7 +30,7 @@ use crate::signals;
 /// What the health server needs from the configuration.
 #[derive(Clone)]
 pub struct HealthSettings {
-    pub control_token: Option<String>,
+    pub control: ControlSettings,
     pub drain_status: u16,
 }
 
@@ -74,7 +76,7 @@ fn bind_or_explain(addr: SocketAddr, what: &str, option: &str) -> Result<TcpList
 /// in a handler costs that one request (answered 500); a panic anywhere
 /// else in the server drops its connections and serving starts over.
 pub fn start(
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     shared: Arc<Shared>,
     settings: HealthSettings,
 ) -> io::Result<()> {
@@ -92,14 +94,12 @@ pub fn start(
                     })
             };
             loop {
-                let outcome = listener.try_clone().map(|l| {
-                    panic::catch_unwind(AssertUnwindSafe(|| {
-                        server::serve(l, Limits::default(), &handler)
-                    }))
-                });
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    server::serve(&listeners, Limits::default(), &handler)
+                }));
                 match outcome {
-                    Ok(Err(_)) => error!("the health server panicked; starting it over"),
-                    Ok(Ok(e)) | Err(e) => {
+                    Err(_) => error!("the health server panicked; starting it over"),
+                    Ok(e) => {
                         error!("the health server stopped: {e}; supervision goes on without it");
                         return;
                     }
@@ -145,7 +145,7 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
     let path = req.url.split_once('?').map_or(req.url, |(p, _)| p);
     // Fault injection for the tests; compiled out of release builds.
     #[cfg(debug_assertions)]
-    if req.peer.is_some_and(is_loopback) {
+    if matches!(req.peer, Some(Peer::Tcp(ip)) if control::is_loopback(ip)) {
         match path {
             "/debug/panic" => panic!("panic injected through /debug/panic"),
             "/debug/fault" => illegal_instruction(),
@@ -242,9 +242,9 @@ fn checks_json(reports: &[CheckReport]) -> String {
 }
 
 fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthSettings) -> Reply {
-    if !control_allowed(req, settings) {
-        log_refusal(req);
-        return Reply::error(403, "forbidden");
+    if let Err(why) = control::check(req, &settings.control) {
+        log_refusal(req, why);
+        return Reply::error(403, why);
     }
     let (result, state) = shared.machine(|m| (m.manual(drain, Instant::now()), m.state().name()));
     match result {
@@ -262,46 +262,16 @@ fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthS
 /// Logs a refused control request, throttled: every refusal is an
 /// outsider's request, and an outsider must not decide how long drainit's
 /// log grows.
-fn log_refusal(req: &Request) {
+fn log_refusal(req: &Request, why: &str) {
     static REFUSED: Throttle = Throttle::new();
     REFUSED.warn(|| {
-        format!(
-            "refused {} {} from {}: control needs loopback or a valid bearer token",
-            req.method,
-            req.url,
-            req.peer.map_or("unknown".into(), |p| p.to_string())
-        )
+        let peer = match req.peer {
+            Some(Peer::Tcp(ip)) => ip.to_string(),
+            Some(Peer::ControlSocket) => "the control socket".into(),
+            None => "an unknown peer".into(),
+        };
+        format!("refused {} {} from {peer}: {why}", req.method, req.url)
     });
-}
-
-/// Loopback peers are inside the container (or pod); anyone else needs the
-/// token. Forwarding headers are never consulted: they are the client's word.
-fn control_allowed(req: &Request, settings: &HealthSettings) -> bool {
-    if req.peer.is_some_and(is_loopback) {
-        return true;
-    }
-    let (Some(token), Some(auth)) = (&settings.control_token, req.header("authorization")) else {
-        return false;
-    };
-    auth.strip_prefix("Bearer ")
-        .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
-}
-
-fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
-}
-
-/// Takes the same time whatever the position of the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn status_json(shared: &Shared) -> String {
@@ -489,7 +459,10 @@ mod tests {
 
     fn settings() -> HealthSettings {
         HealthSettings {
-            control_token: Some("s3cret-token".into()),
+            control: ControlSettings {
+                token: Some("s3cret-token".into()),
+                ..ControlSettings::default()
+            },
             drain_status: 503,
         }
     }
@@ -498,7 +471,7 @@ mod tests {
         Request {
             method: "GET",
             url,
-            peer: Some(peer.parse().unwrap()),
+            peer: Some(Peer::Tcp(peer.parse().unwrap())),
             headers,
         }
     }

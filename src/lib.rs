@@ -14,6 +14,7 @@
 pub mod checks;
 pub mod cli;
 pub mod commands;
+pub mod control;
 pub mod drain;
 pub mod health;
 pub mod http;
@@ -29,17 +30,21 @@ pub mod supervisor;
 
 use std::ffi::OsString;
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::Arc;
 
 use libc::c_int;
-use log::{error, warn};
+use log::{error, info, warn};
 use nix::sys::prctl;
 
-use crate::cli::{Config, Invocation, EXIT_USAGE};
+use crate::cli::{Config, Invocation, SocketChoice, EXIT_USAGE};
+use crate::control::ControlSocket;
 use crate::drain::Machine;
 use crate::health::HealthSettings;
+use crate::http::server::Listener;
 use crate::shared::Shared;
 use crate::spawn::Inherited;
+use crate::spawn::CONTROL_TOKEN_ENV;
 use crate::supervisor::Supervisor;
 
 /// drainit's whole life: the name it was invoked as (argv[0]), its
@@ -113,6 +118,9 @@ fn run(config: Config, inherited: Inherited) -> c_int {
     if let Err(e) = signals::block(&forwardable) {
         return fail(&format!("cannot block signals: {e}"));
     }
+    if config.token_on_command_line {
+        warn!("--control-token can be read by any user in /proc/PID/cmdline; pass the token as {CONTROL_TOKEN_ENV} or with --control-token-file");
+    }
     if let Err(e) = become_reaper(&config) {
         return fail(&e);
     }
@@ -141,6 +149,7 @@ fn run(config: Config, inherited: Inherited) -> c_int {
     shared
         .child_pid
         .store(child, std::sync::atomic::Ordering::Relaxed);
+    let socket_file = endpoints.control.as_ref().map(|c| c.file.clone());
     if let Err(e) = serve_endpoints(endpoints, &config, &shared) {
         error!("{e}; supervision goes on without it");
     }
@@ -155,7 +164,11 @@ fn run(config: Config, inherited: Inherited) -> c_int {
         warn_on_reap: config.warn_on_reap,
         remap_exit: config.remap_exit,
     };
-    Supervisor::new(settings, shared, forwardable, child).run()
+    let code = Supervisor::new(settings, shared, forwardable, child).run();
+    if let Some(file) = socket_file {
+        file.remove();
+    }
+    code
 }
 
 /// As PID 1, drainit inherits every orphan. Otherwise it must ask for
@@ -207,13 +220,48 @@ fn warn_if_over_budget(config: &Config) {
 struct Endpoints {
     health: Option<TcpListener>,
     agent: Option<TcpListener>,
+    control: Option<ControlSocket>,
 }
 
 fn bind_endpoints(config: &Config) -> Result<Endpoints, String> {
     Ok(Endpoints {
         health: config.health_addr.map(health::bind).transpose()?,
         agent: config.agent_addr.map(health::bind_agent).transpose()?,
+        control: bind_control_socket(&config.control_socket)?,
     })
+}
+
+/// A socket asked for by path must be had; the default one is a
+/// convenience that another drainit, or a read-only /run and temp
+/// directory, may take away.
+fn bind_control_socket(choice: &SocketChoice) -> Result<Option<ControlSocket>, String> {
+    let at = |path: &Path| {
+        format!(
+            "the control socket {}; give another path with --control-socket PATH, or none",
+            path.display()
+        )
+    };
+    match choice {
+        SocketChoice::Off => Ok(None),
+        SocketChoice::At(path) => match ControlSocket::bind(path) {
+            Ok(Some(socket)) => Ok(Some(socket)),
+            Ok(None) => Err(format!("another process serves {}", at(path))),
+            Err(e) => Err(format!("cannot create {}: {e}", at(path))),
+        },
+        SocketChoice::Default => {
+            for path in control::default_sockets() {
+                match ControlSocket::bind(&path) {
+                    Ok(Some(socket)) => return Ok(Some(socket)),
+                    Ok(None) => {
+                        warn!("another drainit serves {}; this one has none", at(&path));
+                        return Ok(None);
+                    }
+                    Err(e) => info!("no control socket at {}: {e}", path.display()),
+                }
+            }
+            Ok(None)
+        }
+    }
 }
 
 fn serve_endpoints(
@@ -221,12 +269,16 @@ fn serve_endpoints(
     config: &Config,
     shared: &Arc<Shared>,
 ) -> Result<(), String> {
-    if let Some(listener) = endpoints.health {
+    let mut listeners: Vec<Listener> = endpoints.health.into_iter().map(Listener::Tcp).collect();
+    if let Some(socket) = endpoints.control {
+        listeners.push(Listener::Unix(socket.listener));
+    }
+    if !listeners.is_empty() {
         let settings = HealthSettings {
-            control_token: config.control_token.clone(),
+            control: config.control.clone(),
             drain_status: config.drain.status,
         };
-        health::start(listener, Arc::clone(shared), settings)
+        health::start(listeners, Arc::clone(shared), settings)
             .map_err(|e| format!("cannot start the health thread: {e}"))?;
     }
     if let Some(listener) = endpoints.agent {

@@ -10,10 +10,11 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use drainit::control::ControlSettings;
 use drainit::drain::{DrainPolicy, Machine, StopPolicy};
 use drainit::health::{route, HealthSettings};
 use drainit::http::conn::{parse, Conn, Limits, Parsed, NO_HEADERS};
-use drainit::http::{Reply, Request};
+use drainit::http::{Peer, Reply, Request};
 use drainit::shared::Shared;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -449,7 +450,7 @@ fn converse(input: &[u8], sizes: &[usize]) -> (Vec<u8>, Vec<String>) {
         seen.push(format!("{} {}", r.method, r.url));
         Reply::json(200, format!("{} {}\n", seen.len(), r.url))
     };
-    let mut conn = Conn::new(Some(Ipv4Addr::LOCALHOST.into()), now, &limits);
+    let mut conn = Conn::new(Some(Peer::Tcp(Ipv4Addr::LOCALHOST.into())), now, &limits);
     let (mut out, mut rest, mut piece): (Vec<u8>, &[u8], &[u8]) = (Vec::new(), input, &[]);
     let mut sizes = sizes.iter().cycle();
     // Each round takes bytes or answers, so the stream runs out in time.
@@ -530,24 +531,51 @@ fn snapshot(shared: &Shared) -> (&'static str, u64) {
 
 fn settings(token: bool) -> HealthSettings {
     HealthSettings {
-        control_token: token.then(|| TOKEN.to_string()),
+        control: ControlSettings {
+            token: token.then(|| TOKEN.to_string()),
+            ..ControlSettings::default()
+        },
         drain_status: 503,
     }
 }
 
-fn peer() -> impl Strategy<Value = IpAddr> {
-    prop_oneof![
+fn peer() -> impl Strategy<Value = Peer> {
+    let ip = prop_oneof![
         Just(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         Just(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        Just("::ffff:127.0.0.1".parse().unwrap()),
         any::<u32>().prop_map(|n| IpAddr::V4(Ipv4Addr::from(n))),
         any::<u128>().prop_map(|n| IpAddr::V6(Ipv6Addr::from(n))),
-        // Look-alikes of loopback that are not loopback.
+        // Look-alikes of loopback that are not loopback: a mesh sidecar
+        // delivers outside traffic from 127.0.0.6.
+        Just("127.0.0.6".parse().unwrap()),
+        Just("127.1.2.3".parse().unwrap()),
+        Just("::ffff:127.0.0.6".parse().unwrap()),
         Just("::127.0.0.1".parse().unwrap()),
         Just("0.0.0.0".parse().unwrap()),
         Just("::".parse().unwrap()),
         Just("fe80::1".parse().unwrap()),
         Just("128.0.0.1".parse().unwrap()),
         Just("::ffff:10.0.0.1".parse().unwrap()),
+    ];
+    prop_oneof![ip.prop_map(Peer::Tcp), Just(Peer::ControlSocket)]
+}
+
+/// A header a browser or a proxy adds (`true`), or one that means nothing
+/// for trust (`false`).
+fn extra_header() -> impl Strategy<Value = Option<((&'static str, &'static str), bool)>> {
+    prop_oneof![
+        Just(None),
+        Just(Some((("User-Agent", "curl/8"), false))),
+        Just(Some((("Sec-Fetch-Site", "none"), false))),
+        Just(Some((("Origin", "http://evil.example"), true))),
+        Just(Some((("sec-fetch-site", "cross-site"), true))),
+        Just(Some((("Sec-Fetch-Site", "same-origin"), true))),
+        Just(Some((("X-Forwarded-For", "10.0.0.1"), true))),
+        Just(Some((("Forwarded", "for=10.0.0.1"), true))),
+        Just(Some((("X-Real-IP", "10.0.0.1"), true))),
+        Just(Some((("x-envoy-external-address", "10.0.0.1"), true))),
+        Just(Some((("L5d-Client-Id", "web"), true))),
     ]
 }
 
@@ -607,21 +635,23 @@ fn method() -> impl Strategy<Value = String> {
     ]
 }
 
-fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
+/// Loopback as drainit trusts it: these three addresses and no others.
+fn is_loopback(peer: Peer) -> bool {
+    let loopback: [IpAddr; 3] = [
+        Ipv4Addr::LOCALHOST.into(),
+        Ipv6Addr::LOCALHOST.into(),
+        "::ffff:127.0.0.1".parse().unwrap(),
+    ];
+    matches!(peer, Peer::Tcp(ip) if loopback.contains(&ip))
 }
 
-/// The only authorization that may grant control from outside.
+/// The only authorization that may grant control from outside: the
+/// bearer scheme, in any case (RFC 7235), and the token.
 fn has_token(auth: Option<&str>, token: bool) -> bool {
     token
         && auth
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|t| t.trim() == TOKEN)
+            .and_then(|a| a.split_once(' '))
+            .is_some_and(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && t.trim() == TOKEN)
 }
 
 /// Keeps the expected panics of /debug/panic out of the test output.
@@ -649,17 +679,20 @@ fn route_never_panics_and_never_lets_outsiders_in() {
         url(),
         proptest::option::of(peer()),
         authorization(),
+        extra_header(),
         any::<bool>(),
         any::<bool>(),
     );
     check(
         "route, arbitrary requests",
         strategy,
-        |(method, url, peer, auth, token, drained)| {
+        |(method, url, peer, auth, extra, token, drained)| {
             let shared = machine(drained);
             let before = snapshot(&shared);
-            let headers: Vec<(&str, &str)> =
+            let mut headers: Vec<(&str, &str)> =
                 auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+            headers.extend(extra.map(|(header, _)| header));
+            let marked = extra.is_some_and(|(_, marks)| marks);
             let req = Request {
                 method: &method,
                 url: &url,
@@ -684,7 +717,9 @@ fn route_never_panics_and_never_lets_outsiders_in() {
                 "code {}",
                 reply.code
             );
-            let trusted = peer.is_some_and(is_loopback) || has_token(auth.as_deref(), token);
+            let trusted = peer == Some(Peer::ControlSocket)
+                || (peer.is_some_and(is_loopback) && !marked)
+                || (peer.is_some() && has_token(auth.as_deref(), token));
             let after = snapshot(&shared);
             if !trusted {
                 prop_assert_eq!(

@@ -64,7 +64,8 @@ fn health_off_has_no_listener_and_forwards_sigterm_at_once() {
     ] {
         let files = TempDir::new("health-off");
         let mut all = opts.clone();
-        all.extend(["--drain-delay", "30"]);
+        // No control socket either, so that any socket open is a listener.
+        all.extend(["--drain-delay", "30", "--control-socket", "none"]);
         let mut init = start(&all, &files, &env);
         wait_for_file(&files.path("ready"), secs(10.0));
         assert!(init.alive(), "{}", init.stderr());

@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client over std's TcpStream, for readiness checks and
-//! `drainit probe`. Plain HTTP only: the apps it probes sit behind a
+//! `drainit probe`, and over drainit's Unix control socket for `drainit
+//! drain`. Plain HTTP only: the apps it probes sit behind a
 //! TLS-terminating proxy, and TLS would triple the binary.
 //!
 //! An answer counts only when it is whole: its head parsed by httparse and
@@ -10,6 +11,8 @@
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Most redirects followed before giving up.
@@ -123,13 +126,26 @@ fn split_host_port(authority: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port))
 }
 
+/// `'Name: value'` as sent by --ready-header and `drainit probe --header`.
+pub fn parse_header(value: &str) -> Result<(String, String), String> {
+    let (name, v) = value
+        .split_once(':')
+        .ok_or_else(|| format!("'{value}' is not 'NAME: VALUE'"))?;
+    let name = name.trim();
+    let valid = |c: char| c.is_ascii_alphanumeric() || "-_!#$%&'*+.^`|~".contains(c);
+    if name.is_empty() || !name.chars().all(valid) || v.contains(['\r', '\n']) {
+        return Err(format!("'{value}' is not 'NAME: VALUE'"));
+    }
+    Ok((name.to_string(), v.trim().to_string()))
+}
+
 /// What a GET saw.
 #[derive(Debug)]
 pub struct Response {
     pub code: u16,
     pub body: String,
-    /// The URL that finally answered, after same-host redirects.
-    pub url: Url,
+    /// What answered: the URL, after same-host redirects, or the socket.
+    pub from: String,
 }
 
 /// GETs `url`, following redirects that stay on the same host, all within
@@ -144,7 +160,7 @@ pub fn get(url: &Url, headers: &[(String, String)], timeout: Duration) -> Result
             return Ok(Response {
                 code: answer.code,
                 body: String::from_utf8_lossy(&answer.body).into_owned(),
-                url: current,
+                from: current.to_string(),
             });
         };
         current = follow(&current, &location)?;
@@ -194,26 +210,79 @@ fn get_once(url: &Url, headers: &[(String, String)], deadline: Instant) -> Resul
     remaining(deadline, "connecting")?;
     let mut stream = connect_any(&addrs, deadline)
         .map_err(|e| format!("cannot connect to {}: {e}", url.authority()))?;
+    let request = request(&url.path, &url.authority(), headers);
+    send(&mut stream, &request, deadline)
+        .map_err(|e| format!("cannot send to {}: {e}", url.authority()))?;
+    read_answer(&mut stream, deadline).map_err(|e| format!("{url}: {e}"))
+}
+
+/// GETs `path` from the drainit listening on the Unix socket `socket`.
+pub fn get_local(
+    socket: &Path,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<Response, String> {
+    let deadline = Instant::now() + timeout;
+    let from = socket.display().to_string();
+    let mut stream =
+        UnixStream::connect(socket).map_err(|e| format!("cannot connect to {from}: {e}"))?;
+    let request = request(path, "localhost", headers);
+    send(&mut stream, &request, deadline).map_err(|e| format!("cannot send to {from}: {e}"))?;
+    let answer = read_answer(&mut stream, deadline).map_err(|e| format!("{from}: {e}"))?;
+    Ok(Response {
+        code: answer.code,
+        body: String::from_utf8_lossy(&answer.body).into_owned(),
+        from,
+    })
+}
+
+/// A GET's head. The User-Agent names drainit's own probes, which a
+/// drain waiting for the load balancers' probes does not count.
+fn request(path: &str, host: &str, headers: &[(String, String)]) -> String {
     let mut request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: drainit-probe/{}\r\nAccept: */*\r\nConnection: close\r\n",
-        url.path,
-        url.authority(),
-        env!("CARGO_PKG_VERSION")
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n"
     );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
+    request
+}
+
+/// drainit's own User-Agent.
+pub const USER_AGENT: &str = concat!("drainit-probe/", env!("CARGO_PKG_VERSION"));
+
+/// A connected socket the client can put deadlines on.
+trait Timed: Read + Write {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl Timed for TcpStream {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> std::io::Result<()> {
+        self.set_read_timeout(read)?;
+        self.set_write_timeout(write)
+    }
+}
+
+impl Timed for UnixStream {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> std::io::Result<()> {
+        self.set_read_timeout(read)?;
+        self.set_write_timeout(write)
+    }
+}
+
+fn send(stream: &mut impl Timed, request: &str, deadline: Instant) -> Result<(), String> {
+    let left = remaining(deadline, "sending")?;
     stream
-        .set_write_timeout(Some(remaining(deadline, "sending")?))
+        .set_timeouts(None, Some(left))
         .and_then(|()| stream.write_all(request.as_bytes()))
-        .map_err(|e| format!("cannot send to {}: {e}", url.authority()))?;
-    read_answer(&mut stream, deadline).map_err(|e| format!("{url}: {e}"))
+        .map_err(|e| e.to_string())
 }
 
 /// Reads until the answer is whole (a server that keeps the connection
 /// open after it does not cost the timeout), or fails.
-fn read_answer(stream: &mut TcpStream, deadline: Instant) -> Result<Answer, String> {
+fn read_answer(stream: &mut impl Timed, deadline: Instant) -> Result<Answer, String> {
     let mut reader = Reader::default();
     let mut buf = [0u8; 4096];
     loop {
@@ -221,7 +290,7 @@ fn read_answer(stream: &mut TcpStream, deadline: Instant) -> Result<Answer, Stri
             return Ok(answer);
         }
         stream
-            .set_read_timeout(Some(remaining(deadline, "waiting for the answer")?))
+            .set_timeouts(Some(remaining(deadline, "waiting for the answer")?), None)
             .map_err(|e| e.to_string())?;
         match stream.read(&mut buf) {
             Ok(0) => return reader.closed(),

@@ -61,13 +61,23 @@ pub type HeaderSlots<'b> = [Field<'b>; MAX_HEADERS];
 /// Empty [`HeaderSlots`].
 pub const NO_HEADERS: HeaderSlots<'static> = [("", ""); MAX_HEADERS];
 
+/// Who sent a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client at this address.
+    Tcp(IpAddr),
+    /// A process of drainit's own user (or root) on its control socket.
+    ControlSocket,
+}
+
 /// A request as far as routing cares, borrowed from the connection's buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request<'a> {
     pub method: &'a str,
     /// The request target: path and query.
     pub url: &'a str,
-    pub peer: Option<IpAddr>,
+    /// `None` only where no connection is known (parsing alone).
+    pub peer: Option<Peer>,
     /// Header fields as sent: names in their case, values trimmed.
     pub headers: &'a [Field<'a>],
 }
@@ -286,7 +296,7 @@ const OUTPUT_BATCH: usize = 16 * 1024;
 /// One connection: its buffers, its deadline, and what it has been told.
 #[derive(Debug)]
 pub struct Conn {
-    peer: Option<IpAddr>,
+    peer: Option<Peer>,
     /// Bytes received and not yet answered; at most `Limits::buffer()`.
     input: Vec<u8>,
     /// Leading bytes of `input` already parsed without success: a head is
@@ -310,7 +320,7 @@ pub struct Conn {
 
 impl Conn {
     /// A connection just accepted: it has the head timeout to send a request.
-    pub fn new(peer: Option<IpAddr>, now: Instant, limits: &Limits) -> Conn {
+    pub fn new(peer: Option<Peer>, now: Instant, limits: &Limits) -> Conn {
         Conn {
             peer,
             input: Vec::new(),

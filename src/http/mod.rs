@@ -8,4 +8,4 @@ pub mod client;
 pub mod conn;
 pub mod server;
 
-pub use conn::{Reply, Request};
+pub use conn::{Peer, Reply, Request};

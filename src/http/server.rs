@@ -13,19 +13,133 @@
 //! Bytes read from a socket are never dropped: the loop reads only what
 //! the connection has room for, and stops reading it (the kernel then
 //! pushes back on the peer) while its answers wait to be sent.
+//!
+//! The same loop serves drainit's Unix control socket, whose clients are
+//! taken only when the kernel says they run as drainit's user or root.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::debug;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::unistd::Uid;
 
-use super::conn::{Conn, Limits, Reply, Request};
+use super::conn::{Conn, Limits, Peer, Reply, Request};
 use crate::logger::Throttle;
+
+/// A socket the server accepts connections on.
+pub enum Listener {
+    Tcp(TcpListener),
+    /// drainit's control socket.
+    Unix(UnixListener),
+}
+
+/// An accepted connection.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Listener {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l) => l.as_fd(),
+        }
+    }
+
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.set_nonblocking(true),
+            Listener::Unix(l) => l.set_nonblocking(true),
+        }
+    }
+
+    /// The next connection and who is on it; `Ok(None)` for one refused.
+    fn accept(&self) -> io::Result<Option<(Stream, Peer)>> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, addr) = l.accept()?;
+                let _ = stream.set_nodelay(true);
+                Ok(Some((Stream::Tcp(stream), Peer::Tcp(addr.ip()))))
+            }
+            Listener::Unix(l) => {
+                let (stream, _) = l.accept()?;
+                Ok(
+                    is_trusted_local(&stream)
+                        .then_some((Stream::Unix(stream), Peer::ControlSocket)),
+                )
+            }
+        }
+    }
+}
+
+/// Whether the process on the other end of the control socket runs as
+/// root or as drainit's user. The socket's mode (0600) already keeps
+/// others out; this holds even if that mode was changed.
+fn is_trusted_local(stream: &UnixStream) -> bool {
+    match getsockopt(stream, PeerCredentials) {
+        Ok(cred) if cred.uid() == 0 || cred.uid() == Uid::effective().as_raw() => true,
+        Ok(cred) => {
+            static REFUSED: Throttle = Throttle::new();
+            REFUSED.warn(|| {
+                // A client in another PID namespace has no pid here.
+                let pid = Some(cred.pid()).filter(|p| *p > 0);
+                let pid = pid.map_or(String::new(), |p| format!(" (pid {p})"));
+                format!(
+                    "refused a control socket client running as uid {}{pid}",
+                    cred.uid()
+                )
+            });
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+impl Stream {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(true),
+            Stream::Unix(s) => s.set_nonblocking(true),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// At most 1,024 connections, fewer when the descriptor limit is low
 /// (drainit does not raise it: its child would inherit the change).
@@ -45,40 +159,62 @@ fn connection_cap() -> usize {
         .clamp(16, 1024)
 }
 
-const LISTENER: u64 = u64::MAX;
+/// `none`/`off`, `HOST:PORT`, `:PORT` or `PORT`.
+pub fn parse_addr(value: &str) -> Result<Option<SocketAddr>, String> {
+    let v = value.trim();
+    if matches!(v, "none" | "off" | "") {
+        return Ok(None);
+    }
+    let full = if let Some(port) = v.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else if v.parse::<u16>().is_ok() {
+        format!("0.0.0.0:{v}")
+    } else {
+        v.to_string()
+    };
+    let bad = || format!("'{value}' is not an address (expected HOST:PORT, :PORT or none)");
+    full.to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .map(Some)
+        .ok_or_else(bad)
+}
 
-/// Serves `handler` on `listener` on the calling thread; returns only
+/// epoll tokens at and above this one are listeners (the index is the
+/// difference); connections take the ones below.
+const LISTENERS: u64 = u64::MAX - 16;
+
+/// Serves `handler` on `listeners` on the calling thread; returns only
 /// with the error that stopped it.
 pub fn serve(
-    listener: TcpListener,
+    listeners: &[Listener],
     limits: Limits,
     handler: &dyn Fn(&Request) -> Reply,
 ) -> io::Error {
-    match prepare(&listener) {
-        Ok(epoll) => run(listener, epoll, limits, handler),
+    match prepare(listeners) {
+        Ok(epoll) => run(listeners, epoll, limits, handler),
         Err(e) => e,
     }
 }
 
-fn prepare(listener: &TcpListener) -> io::Result<Epoll> {
-    listener.set_nonblocking(true)?;
+fn prepare(listeners: &[Listener]) -> io::Result<Epoll> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    epoll.add(
-        listener.as_fd(),
-        EpollEvent::new(EpollFlags::EPOLLIN, LISTENER),
-    )?;
+    for (token, listener) in (LISTENERS..).zip(listeners) {
+        listener.set_nonblocking()?;
+        epoll.add(listener.fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))?;
+    }
     Ok(epoll)
 }
 
 fn run(
-    listener: TcpListener,
+    listeners: &[Listener],
     epoll: Epoll,
     limits: Limits,
     handler: &dyn Fn(&Request) -> Reply,
 ) -> io::Error {
     let mut server = Server {
         epoll,
-        listener,
+        listeners,
         limits,
         cap: connection_cap(),
         conns: HashMap::new(),
@@ -96,15 +232,15 @@ fn run(
         let now = Instant::now();
         // Connections first, then new ones: a probe accepted in the last
         // round is answered before a batch of newcomers can evict it.
-        let mut listener_ready = false;
+        let mut ready = Vec::new();
         for event in events.iter().take(n) {
             match event.data() {
-                LISTENER => listener_ready = true,
+                token if token >= LISTENERS => ready.push(token - LISTENERS),
                 token => server.service(token, event.events(), now, handler),
             }
         }
-        if listener_ready {
-            server.accept_some(now);
+        for index in ready {
+            server.accept_some(index, now, handler);
         }
         next_deadline = server.expire(now);
     }
@@ -126,8 +262,8 @@ fn timeout_until(deadline: Option<Instant>, now: Instant) -> EpollTimeout {
 
 /// A connection's socket beside its protocol state.
 struct Entry {
-    stream: TcpStream,
-    peer: IpAddr,
+    stream: Stream,
+    peer: Peer,
     conn: Conn,
     /// Waiting for the socket to take output (EPOLLOUT) rather than input.
     writing: bool,
@@ -141,24 +277,31 @@ enum Next {
     Close,
 }
 
-struct Server {
+struct Server<'l> {
     epoll: Epoll,
-    listener: TcpListener,
+    listeners: &'l [Listener],
     limits: Limits,
     cap: usize,
     conns: HashMap<u64, Entry>,
     next_token: u64,
 }
 
-impl Server {
+impl Server<'_> {
     /// Accepts at most a quarter of the cap per round: accepting a whole
     /// flood at once evicted the connections accepted earlier in the same
     /// round, probes included, before their requests were even read. The
     /// listener is level-triggered, so the rest waits for the next round.
-    fn accept_some(&mut self, now: Instant) {
+    fn accept_some(&mut self, index: u64, now: Instant, handler: &dyn Fn(&Request) -> Reply) {
+        let Some(listener) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.listeners.get(i))
+        else {
+            return;
+        };
         for _ in 0..(self.cap / 4).max(1) {
-            match self.listener.accept() {
-                Ok((stream, peer)) => self.adopt(stream, peer, now),
+            match listener.accept() {
+                Ok(Some((stream, peer))) => self.adopt(stream, peer, now, handler),
+                Ok(None) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -175,33 +318,42 @@ impl Server {
         }
     }
 
-    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+    /// Takes a new connection and answers what it has sent already: a
+    /// probe's request is usually there by now, and answered at once it
+    /// cannot be the oldest connection evicted to make room.
+    fn adopt(
+        &mut self,
+        stream: Stream,
+        peer: Peer,
+        now: Instant,
+        handler: &dyn Fn(&Request) -> Reply,
+    ) {
         if self.conns.len() >= self.cap {
             self.evict_oldest();
         }
-        if stream.set_nonblocking(true).is_err() {
+        if stream.set_nonblocking().is_err() {
             return;
         }
-        let _ = stream.set_nodelay(true);
         let token = self.next_token;
-        self.next_token = self.next_token.wrapping_add(1) % LISTENER;
+        self.next_token = self.next_token.wrapping_add(1) % LISTENERS;
         if let Err(e) = self
             .epoll
-            .add(stream.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
+            .add(stream.fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
         {
             debug!("cannot watch a health connection: {e}");
             return;
         }
-        let conn = Conn::new(Some(peer.ip()), now, &self.limits);
+        let conn = Conn::new(Some(peer), now, &self.limits);
         self.conns.insert(
             token,
             Entry {
                 stream,
-                peer: peer.ip(),
+                peer,
                 conn,
                 writing: false,
             },
         );
+        self.service(token, EpollFlags::EPOLLIN, now, handler);
     }
 
     /// Drops the connection that has been quiet longest. Returns false when
@@ -225,7 +377,7 @@ impl Server {
 
     fn close(&mut self, token: u64) {
         if let Some(entry) = self.conns.remove(&token) {
-            let _ = self.epoll.delete(entry.stream.as_fd());
+            let _ = self.epoll.delete(entry.stream.fd());
         }
     }
 
@@ -260,7 +412,7 @@ impl Server {
             };
             let _ = self
                 .epoll
-                .modify(entry.stream.as_fd(), &mut EpollEvent::new(interest, token));
+                .modify(entry.stream.fd(), &mut EpollEvent::new(interest, token));
         }
     }
 
@@ -317,7 +469,10 @@ impl Entry {
                 other => return other,
             }
             if let Some(why) = self.conn.answer(now, limits, handler) {
-                debug!("bad request from {}: {why}", self.peer);
+                match self.peer {
+                    Peer::Tcp(ip) => debug!("bad request from {ip}: {why}"),
+                    Peer::ControlSocket => debug!("bad request on the control socket: {why}"),
+                }
             }
             if self.conn.output().is_empty() {
                 break;

@@ -66,10 +66,16 @@ impl Drop for TempDir {
 /// Removes every variable drainit reads (its option table's), so the
 /// environment the tests run in cannot change what they test.
 pub fn clean_env(cmd: &mut Command) {
-    for name in drainit::opts::env_names(drainit::cli::OPTIONS) {
+    let drainit = drainit::opts::env_names(drainit::cli::OPTIONS);
+    let client = drainit::opts::env_names(drainit::commands::OPTIONS);
+    for name in drainit.chain(client) {
         cmd.env_remove(name);
     }
 }
+
+/// The variable that places drainit's control socket. Tests give every
+/// drainit its own, so parallel ones never meet at /run/drainit.sock.
+pub const CONTROL_SOCKET_ENV: &str = "DRAINIT_CONTROL_SOCKET";
 
 /// The ways drainit runs that must not change how it forwards signals,
 /// reaps and exits: with the health server (and so the drain of SIGTERM,
@@ -200,6 +206,8 @@ pub struct Builder {
     namespace: bool,
     /// The path drainit is started by (a symlink gives it another argv[0]).
     binary: String,
+    /// Leave the control socket where drainit puts it by default.
+    default_socket: bool,
 }
 
 impl Builder {
@@ -217,6 +225,13 @@ impl Builder {
     /// test holds) instead of files.
     pub fn log_to(mut self, fd: std::os::fd::OwnedFd) -> Builder {
         self.log = Some(fd);
+        self
+    }
+
+    /// Let drainit place its control socket by its own defaults (in a
+    /// private /run, say) instead of in the test's directory.
+    pub fn default_control_socket(mut self) -> Builder {
+        self.default_socket = true;
         self
     }
 
@@ -266,6 +281,9 @@ impl Builder {
             c
         };
         clean_env(&mut cmd);
+        if !self.default_socket && !self.env.iter().any(|(k, _)| k == CONTROL_SOCKET_ENV) {
+            cmd.env(CONTROL_SOCKET_ENV, dir.path("control.sock"));
+        }
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(self.stdin.unwrap_or(Stdio::null()));
@@ -326,6 +344,7 @@ impl Init {
             log: None,
             namespace: true,
             binary: DRAINIT.to_string(),
+            default_socket: false,
         }
     }
 
@@ -962,9 +981,21 @@ pub fn run_argv(argv: &[&str], env: &[(&str, &str)], timeout: Duration) -> Ran {
     let mut cmd = Command::new(argv[0]);
     cmd.args(args);
     clean_env(&mut cmd);
+    // A client must not find some other drainit's socket at the default
+    // path and ask it instead of the one under test; an empty value in
+    // `env` asks for the default search.
+    match env.iter().find(|(k, _)| *k == CONTROL_SOCKET_ENV) {
+        None => {
+            cmd.env(CONTROL_SOCKET_ENV, "none");
+        }
+        Some((_, "")) => {
+            cmd.env_remove(CONTROL_SOCKET_ENV);
+        }
+        Some(_) => {}
+    }
     let started = Instant::now();
     let mut child = cmd
-        .envs(env.iter().copied())
+        .envs(env.iter().copied().filter(|(_, v)| !v.is_empty()))
         .stdin(Stdio::null())
         .stdout(fs::File::create(dir.path("stdout")).unwrap())
         .stderr(fs::File::create(dir.path("stderr")).unwrap())
