@@ -5,23 +5,7 @@ use common::*;
 
 #[test]
 fn exit_codes_pass_through() {
-    for (args, want) in [
-        (vec!["--exit", "0"], 0),
-        (vec!["--exit", "3"], 3),
-        (vec!["--kill-self", "15"], 143),
-        (vec!["--kill-self", "9"], 137),
-    ] {
-        let s = sigrec_arg();
-        let mut all = vec!["--health-addr", "none", "--", s.as_str()];
-        all.extend(args.iter());
-        let mut init = Init::new(&all).start();
-        assert_eq!(
-            init.code(secs(10.0)),
-            want,
-            "args {args:?}; log:\n{}",
-            init.stderr()
-        );
-    }
+    assert_exit_codes(&[DRAINIT], secs(10.0));
 }
 
 /// stderr lines that are drainit's own (the child here writes nothing).

@@ -103,6 +103,10 @@ pub struct Builder {
     env: Vec<(String, String)>,
     stdin: Option<Stdio>,
     namespace: bool,
+    /// The command that runs drainit: DRAINIT, or words before it (a
+    /// wrapper that execs it), or an emulator and a build of drainit for
+    /// another CPU.
+    program: Vec<String>,
 }
 
 impl Builder {
@@ -113,6 +117,14 @@ impl Builder {
 
     pub fn stdin(mut self, s: Stdio) -> Builder {
         self.stdin = Some(s);
+        self
+    }
+
+    /// Run drainit as `argv` instead of DRAINIT, e.g. `qemu-aarch64-static
+    /// PATH`: that process is then the one in drainit's place (PID 1). A
+    /// wrapper ending in DRAINIT works as with [`Builder::start_through`].
+    pub fn program(mut self, argv: &[&str]) -> Builder {
+        self.program = argv.iter().map(|s| s.to_string()).collect();
         self
     }
 
@@ -139,9 +151,9 @@ impl Builder {
                 "NOTE: cannot create a PID namespace here; running drainit as a subreaper instead"
             );
         }
-        // WRAPPER... drainit [-s] ARGS, run by unshare when drainit is PID 1.
+        // WRAPPER... PROGRAM [-s] ARGS, run by unshare when drainit is PID 1.
         let mut argv: Vec<&str> = wrapper.to_vec();
-        argv.push(DRAINIT);
+        argv.extend(self.program.iter().map(String::as_str));
         if self.namespace && !as_pid1 {
             argv.push("-s");
         }
@@ -208,6 +220,7 @@ impl Init {
             env: Vec::new(),
             stdin: None,
             namespace: true,
+            program: vec![DRAINIT.to_string()],
         }
     }
 
@@ -552,18 +565,26 @@ pub fn start_sigrec_bound(
     sigrec_opts: &[&str],
     env: &[(&str, &str)],
 ) -> Sup {
-    start_sigrec_with(bind, opts, sigrec_opts, env, &[], Duration::from_secs(10))
+    start_sigrec_with(
+        bind,
+        opts,
+        sigrec_opts,
+        env,
+        &[DRAINIT],
+        Duration::from_secs(10),
+    )
 }
 
-/// As [`start_sigrec_bound`], with drainit exec'd by `wrapper` (see
-/// [`Builder::start_through`]; `&[]` for none) and `ready_within` for
-/// sigrec to install its handlers.
+/// As [`start_sigrec_bound`], with drainit run as `program` (see
+/// [`Builder::program`]: DRAINIT, or a wrapper that execs DRAINIT, or an
+/// emulator and another build) and `ready_within` for sigrec to install
+/// its handlers.
 pub fn start_sigrec_with(
     bind: SocketAddr,
     opts: &[&str],
     sigrec_opts: &[&str],
     env: &[(&str, &str)],
-    wrapper: &[&str],
+    program: &[&str],
     ready_within: Duration,
 ) -> Sup {
     let files = TempDir::new("sigrec");
@@ -574,7 +595,9 @@ pub fn start_sigrec_with(
     let addr_arg = bind.to_string();
     let mut args = vec!["--health-addr", addr_arg.as_str()];
     args.extend_from_slice(opts);
-    let mut init = sigrec_init(&files, &args, sigrec_opts, env).start_through(wrapper);
+    let mut init = sigrec_init(&files, &args, sigrec_opts, env)
+        .program(program)
+        .start();
     let ready_path = files.path("ready");
     wait_for(ready_within, "sigrec to be ready", || {
         ready_path.exists() || !init.alive()
@@ -912,6 +935,29 @@ pub fn send_and_see(init: &Init, sig: i32, out: &Path, expect: i32) {
         "sent {sig}, expected the child to record {expect}; all records: {got:?}; log:\n{}",
         init.stderr()
     );
+}
+
+/// Ends sigrec in each of the ways an app ends, under drainit run as
+/// `program` (see [`Builder::program`]): drainit must exit with the app's
+/// status, or 128+N when signal N killed it.
+pub fn assert_exit_codes(program: &[&str], timeout: Duration) {
+    for (args, want) in [
+        (["--exit", "0"], 0),
+        (["--exit", "3"], 3),
+        (["--kill-self", "15"], 143),
+        (["--kill-self", "9"], 137),
+    ] {
+        let s = sigrec_arg();
+        let mut all = vec!["--health-addr", "none", "--", s.as_str()];
+        all.extend(args);
+        let mut init = Init::new(&all).program(program).start();
+        assert_eq!(
+            init.code(timeout),
+            want,
+            "args {args:?}; log:\n{}",
+            init.stderr()
+        );
+    }
 }
 
 /// SIGKILLs `pids` (skipping any that are gone); for processes a test
