@@ -6,7 +6,8 @@
 //! The binary is the one `scripts/release.sh aarch64` puts in its dist
 //! directory (here target/static/arm64-dist), built once per run of this
 //! file; cargo's cache in target/static makes that a no-op when nothing
-//! changed (and CI's release step has built it already).
+//! changed (and CI's release step has built it already). It is checked to
+//! be an AArch64 ELF, so no native build can stand in for it.
 //!
 //! How this stands in for an arm64 host: `unshare --pid --fork
 //! qemu-aarch64-static DRAINIT ...` makes the qemu process PID 1, and it
@@ -36,14 +37,13 @@ mod common;
 
 use std::fs;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const QEMU: &str = "qemu-aarch64-static";
 /// A realtime signal that survives qemu's renumbering both ways (see above).
 const RT: i32 = 40;
@@ -53,7 +53,7 @@ const EM_AARCH64: u16 = 183;
 /// `[qemu-aarch64-static, the arm64 drainit]`, or None (with the reason
 /// printed) when a component is missing outside CI.
 fn arm64() -> Option<[&'static str; 2]> {
-    static BIN: OnceLock<Result<String, String>> = OnceLock::new();
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     if !require(
         "root with unshare",
         can_unshare(),
@@ -70,51 +70,21 @@ fn arm64() -> Option<[&'static str; 2]> {
     if !require(QEMU, qemu, "apt-get install qemu-user-static") {
         return None;
     }
-    match BIN.get_or_init(build) {
-        Ok(path) => Some([QEMU, path.as_str()]),
-        Err(why) if why.contains("cannot install rustup target") => {
-            let first = why.lines().next().unwrap_or_default();
-            require("the aarch64-unknown-linux-musl rustup target", false, first);
-            None
+    let bin = BIN.get_or_init(|| {
+        let dist = release(&["aarch64"], "arm64-dist")?;
+        let bin = release_binary(&dist, "aarch64");
+        let head = fs::read(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+        let machine = head.get(18..20).map(|m| u16::from_le_bytes([m[0], m[1]]));
+        if !head.starts_with(b"\x7fELF") || machine != Some(EM_AARCH64) {
+            return Err(format!(
+                "{} is not an AArch64 ELF (e_machine {machine:?})",
+                bin.display()
+            ));
         }
-        Err(why) => panic!("{why}"),
-    }
-}
-
-/// Runs the release script for aarch64; the path of the binary it made.
-fn build() -> Result<String, String> {
-    let started = Instant::now();
-    let dist = Path::new(REPO).join("target/static/arm64-dist");
-    let out = Command::new("bash")
-        .arg(Path::new(REPO).join("scripts/release.sh"))
-        .arg("aarch64")
-        .env("DIST_DIR", &dist)
-        .env("CARGO_TARGET_DIR", Path::new(REPO).join("target/static"))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run scripts/release.sh: {e}"))?;
-    let log = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        let last = log.lines().last().unwrap_or_default();
-        return Err(format!("scripts/release.sh aarch64 failed: {last}\n{log}"));
-    }
-    let version = env!("CARGO_PKG_VERSION");
-    let bin = dist.join(format!("drainit-{version}-aarch64-linux-musl"));
-    let head = fs::read(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
-    let machine = head.get(18..20).map(|m| u16::from_le_bytes([m[0], m[1]]));
-    if !head.starts_with(b"\x7fELF") || machine != Some(EM_AARCH64) {
-        return Err(format!(
-            "{} is not an AArch64 ELF (e_machine {machine:?})",
-            bin.display()
-        ));
-    }
-    eprintln!(
-        "arm64 drainit: {} ({} bytes), ready in {:.1}s",
-        bin.display(),
-        head.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(bin.to_string_lossy().into_owned())
+        Ok(bin)
+    });
+    let bin = released(bin)?;
+    Some([QEMU, bin.to_str().unwrap()])
 }
 
 /// qemu is slow to start and translate: every wait gets plenty of room.

@@ -87,6 +87,53 @@ pub fn require(what: &str, present: bool, why: &str) -> bool {
     false
 }
 
+/// Runs `scripts/release.sh ARCHES` with its output in target/static/`dist`
+/// (and its builds in target/static, where cargo's cache makes a repeat a
+/// no-op); that directory, or the script's last line (its reason) and log.
+pub fn release(arches: &[&str], dist: &str) -> Result<PathBuf, String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = repo.join("target/static").join(dist);
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/release.sh"))
+        .args(arches)
+        .env("DIST_DIR", &dir)
+        .env("CARGO_TARGET_DIR", repo.join("target/static"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run scripts/release.sh: {e}"))?;
+    if !out.status.success() {
+        let log = String::from_utf8_lossy(&out.stderr);
+        let last = log.lines().last().unwrap_or_default();
+        return Err(format!(
+            "scripts/release.sh {arches:?} failed: {last}\n{log}"
+        ));
+    }
+    Ok(dir)
+}
+
+/// A [`release`] as a test takes it: the directory; None (the test
+/// skipped outside CI, failed in CI) when a rustup target cannot be had;
+/// a panic when anything else failed.
+pub fn released(result: &Result<PathBuf, String>) -> Option<&Path> {
+    match result {
+        Ok(dir) => Some(dir),
+        Err(why) if why.contains("cannot install rustup target") => {
+            let first = why.lines().next().unwrap_or_default();
+            require("a rustup target", false, first);
+            None
+        }
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// The release binary for `arch` (x86_64, aarch64) in a [`release`] directory.
+pub fn release_binary(dist: &Path, arch: &str) -> PathBuf {
+    dist.join(format!(
+        "drainit-{}-{arch}-linux-musl",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
 /// drainit running as PID 1 of its own PID namespace (or, where that is
 /// impossible, as a subreaper, which the test is told about).
 pub struct Init {
