@@ -5,29 +5,7 @@ use common::*;
 
 #[test]
 fn exit_codes_pass_through() {
-    in_every_mode(exit_codes_pass_through_in);
-}
-
-fn exit_codes_pass_through_in(mode: Mode) {
-    for (args, want) in [
-        (vec!["--exit", "0"], 0),
-        (vec!["--exit", "3"], 3),
-        (vec!["--kill-self", "15"], 143),
-        (vec!["--kill-self", "9"], 137),
-    ] {
-        let s = sigrec_arg();
-        let mode_args = mode.args();
-        let mut all: Vec<&str> = mode_args.iter().map(String::as_str).collect();
-        all.extend(["--", s.as_str()]);
-        all.extend(args.iter());
-        let mut init = Init::new(&all).start();
-        assert_eq!(
-            init.code(secs(10.0)),
-            want,
-            "args {args:?}; log:\n{}",
-            init.stderr()
-        );
-    }
+    in_every_mode(|mode| assert_exit_codes(&[DRAINIT], &mode.args(), secs(10.0)));
 }
 
 /// stderr lines that are drainit's own (the child here writes nothing).

@@ -1,22 +1,27 @@
 //! Real Docker: drainit as PID 1 of containers built `FROM scratch` from
-//! static binaries (scripts/build-static.sh, tests/docker/Dockerfile), driven
-//! with `docker stop`, `docker kill`, `docker exec` and Docker's own
-//! HEALTHCHECK, and reached only through ports published on 127.0.0.1.
+//! static binaries, driven with `docker stop`, `docker kill`, `docker exec`
+//! and Docker's own HEALTHCHECK, and reached only through ports published
+//! on 127.0.0.1.
+//!
+//! drainit comes the way users take it: scripts/release.sh builds the
+//! release binary, scripts/image.sh makes the init-only image of it, and
+//! tests/docker/Dockerfile copies /drainit from that image (`COPY
+//! --from`); app and sigrec are static builds by scripts/build-static.sh.
 //!
 //! Gated on `docker info`: skipped (with the reason) without an engine,
-//! a failure when CI=true. The image is built once per run of this file and
-//! removed at exit; every container is removed by its guard.
+//! a failure when CI=true. The images are built once per run of this file
+//! and removed at exit; every container is removed by its guard.
 mod common;
 
 use std::fs;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{require, try_http, wait_for, TempDir};
+use common::{release, release_binary, released, require, try_http, wait_for, TempDir};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// The programs the image holds, besides drainit.
@@ -55,8 +60,19 @@ fn image_tag() -> String {
     format!("drainit-test:{}", std::process::id())
 }
 
+/// The init-only image scripts/image.sh builds from the release binary.
+fn init_tag() -> String {
+    format!("{}-init", image_tag())
+}
+
 fn name_prefix() -> String {
     format!("drainit-test-{}-", std::process::id())
+}
+
+/// The release for this machine's CPU, or `None` when the test is skipped.
+fn host_release() -> Option<&'static Path> {
+    static RELEASE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    released(RELEASE.get_or_init(|| release(&[std::env::consts::ARCH], "docker-dist")))
 }
 
 /// The image, or `None` when Docker is missing and the test is skipped.
@@ -81,18 +97,46 @@ fn image() -> Option<&'static str> {
     ) {
         return None;
     }
-    match IMAGE.get_or_init(build_image) {
+    let dist = host_release()?;
+    match IMAGE.get_or_init(|| build_image(dist)) {
         Ok(tag) => Some(tag),
         Err(e) => panic!("{e}"),
     }
 }
 
-fn build_image() -> Result<String, String> {
+/// scripts/image.sh with the release in `dist`: the init-only image `tag`.
+fn build_init_image(dist: &Path, tag: &str) -> Result<(), String> {
+    let out = Command::new("bash")
+        .arg(Path::new(REPO).join("scripts/image.sh"))
+        .args(["-t", tag])
+        .env("DIST_DIR", dist)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run scripts/image.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("scripts/image.sh failed:\n{}", text(&out)));
+    }
+    Ok(())
+}
+
+fn build_image(dist: &Path) -> Result<String, String> {
     remove_leftovers();
     let started = Instant::now();
-    // CI runs only `cargo test`, so the static build happens here. Its own
-    // target directory: the cargo running this test holds target/'s locks,
-    // and the musl artifacts are kept there between runs.
+    // Removed at exit (statics are never dropped), whatever happens next.
+    extern "C" fn remove_images() {
+        for tag in [image_tag(), init_tag()] {
+            let _ = Command::new("docker")
+                .args(["rmi", "-f", &tag])
+                .stdin(Stdio::null())
+                .output();
+        }
+    }
+    // SAFETY: registers a plain function with no preconditions.
+    unsafe { libc::atexit(remove_images) };
+    build_init_image(dist, &init_tag())?;
+    // app and sigrec. The build happens here, in its own target directory:
+    // the cargo running this test holds target/'s locks, and the musl
+    // artifacts are kept there between runs.
     let out = Command::new("bash")
         .arg(Path::new(REPO).join("scripts/build-static.sh"))
         .args(EXAMPLES)
@@ -112,7 +156,6 @@ fn build_image() -> Result<String, String> {
     let copy = |from: &Path, name: &str| {
         fs::copy(from, ctx.path(name)).map_err(|e| format!("copying {}: {e}", from.display()))
     };
-    copy(&Path::new(&dir).join("drainit"), "drainit")?;
     for e in EXAMPLES {
         copy(&Path::new(&dir).join("examples").join(e), e)?;
     }
@@ -121,21 +164,22 @@ fn build_image() -> Result<String, String> {
         "Dockerfile",
     )?;
     let tag = image_tag();
-    let built = docker(&["build", "-q", "-t", &tag, &ctx.arg("")]);
+    let from = format!("DRAINIT_IMAGE={}", init_tag());
+    let built = docker(&[
+        "build",
+        "-q",
+        "--build-arg",
+        &from,
+        "-t",
+        &tag,
+        &ctx.arg(""),
+    ]);
     if !built.status.success() {
         return Err(format!("docker build failed:\n{}", text(&built)));
     }
-    // Statics are never dropped: remove the image when the process exits.
-    extern "C" fn remove_image() {
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", &image_tag()])
-            .stdin(Stdio::null())
-            .output();
-    }
-    // SAFETY: registers a plain function with no preconditions.
-    unsafe { libc::atexit(remove_image) };
     eprintln!(
-        "built {tag} from {dir} in {:.1}s",
+        "built {tag} from {} and {dir} in {:.1}s",
+        init_tag(),
         started.elapsed().as_secs_f64()
     );
     Ok(tag)
@@ -174,7 +218,11 @@ fn remove_leftovers() {
         }
     }
     let tags = docker_ok(&["images", "drainit-test", "--format", "{{.Tag}}"]);
-    for tag in tags.lines().filter(|t| dead(t)) {
+    // PID, or PID-SUFFIX for this file's other images.
+    for tag in tags
+        .lines()
+        .filter(|t| dead(t.split('-').next().unwrap_or("")))
+    {
         let _ = docker(&["rmi", "-f", &format!("drainit-test:{tag}")]);
     }
 }
@@ -900,4 +948,94 @@ fn dockerfile_example_runtime_stage_works() {
         !logs.contains("exceeds the stop timeout"),
         "the example's budget must fit: {logs}"
     );
+}
+
+/// What `docker save` holds of `image`: the path of every file in each of
+/// its layers.
+fn layer_files(image: &str) -> Vec<Vec<String>> {
+    let dir = TempDir::new("docker-save");
+    docker_ok(&["save", "-o", &dir.arg("image.tar"), image]);
+    let untar = |args: &[&str]| {
+        let out = Command::new("tar").args(args).output().expect("tar");
+        assert!(out.status.success(), "tar {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    untar(&["-xf", &dir.arg("image.tar"), "-C", &dir.arg("")]);
+    let text = fs::read_to_string(dir.path("manifest.json")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let Some(layers) = manifest[0]["Layers"].as_array() else {
+        panic!("manifest.json without Layers: {manifest}")
+    };
+    layers
+        .iter()
+        .map(|l| {
+            let layer = dir.path(l.as_str().unwrap());
+            untar(&["-tf", &layer.to_string_lossy()])
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
+/// The bytes of `path` in `image`, copied out of a created container.
+fn file_in(image: &str, path: &str) -> Vec<u8> {
+    let holder = Container {
+        id: docker_ok(&["create", image]),
+        name: String::new(),
+    };
+    let dir = TempDir::new("docker-cp");
+    docker_ok(&["cp", &format!("{}:{path}", holder.id), &dir.arg("f")]);
+    fs::read(dir.path("f")).unwrap()
+}
+
+#[test]
+fn init_image_holds_the_release_binary_and_nothing_else() {
+    let Some(_) = image() else { return };
+    let init = init_tag();
+    assert_eq!(layer_files(&init), [["drainit"]], "{init}'s layers");
+    let dist = host_release().unwrap();
+    let release = fs::read(release_binary(dist, std::env::consts::ARCH)).unwrap();
+    assert!(
+        file_in(&init, "/drainit") == release,
+        "/drainit is not the release binary"
+    );
+    // Its default command says which drainit it holds.
+    let out = docker(&["run", "--rm", &init]);
+    assert!(out.status.success(), "docker run {init}: {}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("drainit {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// The build context `scripts/image.sh --context` writes for `docker
+/// buildx build --platform linux/amd64,linux/arm64` (which cannot run
+/// here): buildx sets TARGETARCH per platform, as this test does by hand,
+/// and each platform's image must hold that CPU's release binary.
+#[test]
+fn init_image_context_gives_each_platform_its_binary() {
+    let Some(_) = image() else { return };
+    let both = release(&["x86_64", "aarch64"], "both-dist");
+    let Some(dist) = released(&both) else { return };
+    let ctx = TempDir::new("init-context");
+    let out = Command::new("bash")
+        .arg(Path::new(REPO).join("scripts/image.sh"))
+        .args(["--context", &ctx.arg("")])
+        .env("DIST_DIR", dist)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "image.sh --context: {}", text(&out));
+    for (arch, platform) in [("x86_64", "amd64"), ("aarch64", "arm64")] {
+        let tag = format!("{}-{platform}", init_tag());
+        let _image = ImageGuard(tag.clone());
+        let arg = format!("TARGETARCH={platform}");
+        docker_ok(&["build", "-q", "--build-arg", &arg, "-t", &tag, &ctx.arg("")]);
+        let release = fs::read(release_binary(dist, arch)).unwrap();
+        assert!(
+            file_in(&tag, "/drainit") == release,
+            "linux/{platform} did not get the {arch} release binary"
+        );
+    }
 }

@@ -167,7 +167,8 @@ fn background_job_sees_the_stop(
     args.extend_from_slice(&[
         "--", "sh", "-c", script, &sigrec, &a_out, &a_ready, &b_out, &b_ready, &b_status,
     ]);
-    let mut builder = Init::new(&args).binary(binary);
+    let binary = binary.to_string_lossy();
+    let mut builder = Init::new(&args).program(&[&binary]);
     for (k, v) in env {
         builder = builder.env(k, v);
     }

@@ -186,6 +186,53 @@ extern "C" fn report_skipped() {
     }
 }
 
+/// Runs `scripts/release.sh ARCHES` with its output in target/static/`dist`
+/// (and its builds in target/static, where cargo's cache makes a repeat a
+/// no-op); that directory, or the script's last line (its reason) and log.
+pub fn release(arches: &[&str], dist: &str) -> Result<PathBuf, String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = repo.join("target/static").join(dist);
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/release.sh"))
+        .args(arches)
+        .env("DIST_DIR", &dir)
+        .env("CARGO_TARGET_DIR", repo.join("target/static"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run scripts/release.sh: {e}"))?;
+    if !out.status.success() {
+        let log = String::from_utf8_lossy(&out.stderr);
+        let last = log.lines().last().unwrap_or_default();
+        return Err(format!(
+            "scripts/release.sh {arches:?} failed: {last}\n{log}"
+        ));
+    }
+    Ok(dir)
+}
+
+/// A [`release`] as a test takes it: the directory; None (the test
+/// skipped outside CI, failed in CI) when a rustup target cannot be had;
+/// a panic when anything else failed.
+pub fn released(result: &Result<PathBuf, String>) -> Option<&Path> {
+    match result {
+        Ok(dir) => Some(dir),
+        Err(why) if why.contains("cannot install rustup target") => {
+            let first = why.lines().next().unwrap_or_default();
+            require("a rustup target", false, first);
+            None
+        }
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// The release binary for `arch` (x86_64, aarch64) in a [`release`] directory.
+pub fn release_binary(dist: &Path, arch: &str) -> PathBuf {
+    dist.join(format!(
+        "drainit-{}-{arch}-linux-musl",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
 /// drainit running as PID 1 of its own PID namespace (or, where that is
 /// impossible, as a subreaper, which the test is told about).
 pub struct Init {
@@ -204,8 +251,10 @@ pub struct Builder {
     /// Where drainit's stdout and stderr go instead of the files of `Init::dir`.
     log: Option<std::os::fd::OwnedFd>,
     namespace: bool,
-    /// The path drainit is started by (a symlink gives it another argv[0]).
-    binary: String,
+    /// The command that runs drainit: DRAINIT, or words before it (a
+    /// wrapper that execs it), or an emulator and a build of drainit for
+    /// another CPU, or a symlink that gives drainit another argv[0].
+    program: Vec<String>,
     /// Leave the control socket where drainit puts it by default.
     default_socket: bool,
 }
@@ -235,9 +284,11 @@ impl Builder {
         self
     }
 
-    /// Start drainit through `path`, such as a symlink called dumb-init.
-    pub fn binary(mut self, path: &Path) -> Builder {
-        self.binary = path.to_string_lossy().into_owned();
+    /// Run drainit as `argv` instead of DRAINIT, e.g. `qemu-aarch64-static
+    /// PATH`: that process is then the one in drainit's place (PID 1). A
+    /// wrapper ending in DRAINIT works as with [`Builder::start_through`].
+    pub fn program(mut self, argv: &[&str]) -> Builder {
+        self.program = argv.iter().map(|s| s.to_string()).collect();
         self
     }
 
@@ -264,9 +315,9 @@ impl Builder {
                 "NOTE: cannot create a PID namespace here; running drainit as a subreaper instead"
             );
         }
-        // WRAPPER... drainit [-s] ARGS, run by unshare when drainit is PID 1.
+        // WRAPPER... PROGRAM [-s] ARGS, run by unshare when drainit is PID 1.
         let mut argv: Vec<&str> = wrapper.to_vec();
-        argv.push(&self.binary);
+        argv.extend(self.program.iter().map(String::as_str));
         if self.namespace && !as_pid1 {
             argv.push("-s");
         }
@@ -343,7 +394,7 @@ impl Init {
             stdin: None,
             log: None,
             namespace: true,
-            binary: DRAINIT.to_string(),
+            program: vec![DRAINIT.to_string()],
             default_socket: false,
         }
     }
@@ -702,18 +753,26 @@ pub fn start_sigrec_bound(
     sigrec_opts: &[&str],
     env: &[(&str, &str)],
 ) -> Sup {
-    start_sigrec_with(bind, opts, sigrec_opts, env, &[], Duration::from_secs(10))
+    start_sigrec_with(
+        bind,
+        opts,
+        sigrec_opts,
+        env,
+        &[DRAINIT],
+        Duration::from_secs(10),
+    )
 }
 
-/// As [`start_sigrec_bound`], with drainit exec'd by `wrapper` (see
-/// [`Builder::start_through`]; `&[]` for none) and `ready_within` for
-/// sigrec to install its handlers.
+/// As [`start_sigrec_bound`], with drainit run as `program` (see
+/// [`Builder::program`]: DRAINIT, or a wrapper that execs DRAINIT, or an
+/// emulator and another build) and `ready_within` for sigrec to install
+/// its handlers.
 pub fn start_sigrec_with(
     bind: SocketAddr,
     opts: &[&str],
     sigrec_opts: &[&str],
     env: &[(&str, &str)],
-    wrapper: &[&str],
+    program: &[&str],
     ready_within: Duration,
 ) -> Sup {
     let files = TempDir::new("sigrec");
@@ -724,7 +783,9 @@ pub fn start_sigrec_with(
     let addr_arg = bind.to_string();
     let mut args = vec!["--health-addr", addr_arg.as_str()];
     args.extend_from_slice(opts);
-    let mut init = sigrec_init(&files, &args, sigrec_opts, env).start_through(wrapper);
+    let mut init = sigrec_init(&files, &args, sigrec_opts, env)
+        .program(program)
+        .start();
     let ready_path = files.path("ready");
     wait_for(ready_within, "sigrec to be ready", || {
         ready_path.exists() || !init.alive()
@@ -868,6 +929,30 @@ pub fn send_and_see(init: &Init, sig: i32, out: &Path, expect: i32) {
         "sent {sig}, expected the child to record {expect}; all records: {got:?}; log:\n{}",
         init.stderr()
     );
+}
+
+/// Ends sigrec in each of the ways an app ends, under drainit run as
+/// `program` (see [`Builder::program`]) with `opts`: drainit must exit
+/// with the app's status, or 128+N when signal N killed it.
+pub fn assert_exit_codes(program: &[&str], opts: &[String], timeout: Duration) {
+    for (args, want) in [
+        (["--exit", "0"], 0),
+        (["--exit", "3"], 3),
+        (["--kill-self", "15"], 143),
+        (["--kill-self", "9"], 137),
+    ] {
+        let s = sigrec_arg();
+        let mut all: Vec<&str> = opts.iter().map(String::as_str).collect();
+        all.extend(["--", s.as_str()]);
+        all.extend(args);
+        let mut init = Init::new(&all).program(program).start();
+        assert_eq!(
+            init.code(timeout),
+            want,
+            "args {args:?}; log:\n{}",
+            init.stderr()
+        );
+    }
 }
 
 /// SIGKILLs `pids` (skipping any that are gone); for processes a test

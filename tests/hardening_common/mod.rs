@@ -141,12 +141,14 @@ pub fn rss_kib(pid: i32) -> u64 {
 /// `Builder::start_through`) so it inherits what the wrapper sets up.
 pub fn start_sigrec_through(wrapper: &[&str], opts: &[&str], sigrec_opts: &[&str]) -> Sup {
     let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut program = wrapper.to_vec();
+    program.push(DRAINIT);
     start_sigrec_with(
         bind,
         opts,
         sigrec_opts,
         &[],
-        wrapper,
+        &program,
         Duration::from_secs(20),
     )
 }
