@@ -635,6 +635,38 @@ fn docker_health_is_healthy_after_start_and_unhealthy_during_the_drain() {
     assert_eq!(c.exit_code(), 0);
 }
 
+/// A FROM scratch image run as a non-root user with TCP control off:
+/// `docker exec C drainit drain` works over the control socket, which
+/// drainit puts in the writable /run the container is given.
+#[test]
+fn docker_exec_drain_uses_the_control_socket_as_a_non_root_user() {
+    let Some(image) = image() else { return };
+    let c = Container::start_with(
+        image,
+        "socket",
+        &["--user", "65534:65534", "--tmpfs", "/run"],
+        &[
+            ("DRAINIT_TCP_CONTROL", "off"),
+            ("DRAINIT_DRAIN_DELAY", "0.5"),
+        ],
+        &["app", "--listen", "0.0.0.0:8080"],
+    );
+    let health = c.port(8099);
+    c.wait_ready();
+    assert_eq!(
+        code(health, "/sethealth/ko"),
+        Some(403),
+        "TCP control is off"
+    );
+    let out = c.exec(&["drainit", "drain"]);
+    assert!(out.status.success(), "drainit drain: {}", text(&out));
+    assert!(text(&out).contains("drained"), "{}", text(&out));
+    assert_eq!(code(health, "/readyz"), Some(503));
+    let out = c.exec(&["drainit", "undrain"]);
+    assert!(out.status.success(), "drainit undrain: {}", text(&out));
+    assert_eq!(code(health, "/readyz"), Some(200));
+}
+
 #[test]
 fn docker_exec_drainit_drain_flips_readiness() {
     let Some(image) = image() else { return };
