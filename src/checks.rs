@@ -20,6 +20,7 @@ use log::{debug, warn};
 use crate::http::client::{self, Url};
 use crate::json;
 use crate::shared::Shared;
+use crate::signals;
 use crate::spawn::{self, Inherited, Placement};
 
 #[derive(Clone, Debug)]
@@ -229,30 +230,28 @@ pub fn start(
         return Ok(());
     }
     let settings = settings.clone();
-    thread::Builder::new()
-        .name("checks".into())
-        .spawn(move || {
-            let mut threshold = Threshold {
-                ready: false,
-                streak: 0,
-                to_ready: settings.ready_threshold,
-                to_unready: settings.unready_threshold,
-            };
-            loop {
-                let started = Instant::now();
-                let reports: Vec<CheckReport> = checks
-                    .iter()
-                    .map(|c| run(c, &settings, &inherited))
-                    .collect();
-                record(
-                    &reports,
-                    &mut threshold,
-                    &shared,
-                    settings.gates_readiness(),
-                );
-                thread::sleep(settings.interval.saturating_sub(started.elapsed()));
-            }
-        })?;
+    signals::spawn(thread::Builder::new().name("checks".into()), move || {
+        let mut threshold = Threshold {
+            ready: false,
+            streak: 0,
+            to_ready: settings.ready_threshold,
+            to_unready: settings.unready_threshold,
+        };
+        loop {
+            let started = Instant::now();
+            let reports: Vec<CheckReport> = checks
+                .iter()
+                .map(|c| run(c, &settings, &inherited))
+                .collect();
+            record(
+                &reports,
+                &mut threshold,
+                &shared,
+                settings.gates_readiness(),
+            );
+            thread::sleep(settings.interval.saturating_sub(started.elapsed()));
+        }
+    })?;
     Ok(())
 }
 
@@ -368,9 +367,13 @@ fn check_cmd(argv: &[String], timeout: Duration, inherited: &Inherited) -> Resul
     let child = command.spawn().map_err(|e| format!("cannot run: {e}"))?;
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
+    let waiter = signals::spawn(thread::Builder::new(), move || {
         let _ = tx.send(child.wait_with_output());
     });
+    if let Err(e) = waiter {
+        let _ = crate::signals::send(-pid, libc::SIGKILL);
+        return Err(format!("cannot wait for it: {e}"));
+    }
     match rx.recv_timeout(timeout) {
         Ok(Ok(output)) => {
             for line in String::from_utf8_lossy(&output.stdout)

@@ -80,32 +80,31 @@ pub fn start(
     shared: Arc<Shared>,
     settings: HealthSettings,
 ) -> io::Result<()> {
-    thread::Builder::new()
-        .name("health".into())
-        .spawn(move || {
-            let handler = |req: &Request| {
-                panic::catch_unwind(AssertUnwindSafe(|| route(req, &shared, &settings)))
-                    .unwrap_or_else(|_| {
-                        error!(
-                            "the health handler panicked on {} {}; serving goes on",
-                            req.method, req.url
-                        );
-                        Reply::error(500, "internal error")
-                    })
-            };
-            loop {
-                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                    server::serve(&listeners, Limits::default(), &handler)
-                }));
-                match outcome {
-                    Err(_) => error!("the health server panicked; starting it over"),
-                    Ok(e) => {
-                        error!("the health server stopped: {e}; supervision goes on without it");
-                        return;
-                    }
+    signals::spawn(thread::Builder::new().name("health".into()), move || {
+        let handler = |req: &Request| {
+            panic::catch_unwind(AssertUnwindSafe(|| route(req, &shared, &settings))).unwrap_or_else(
+                |_| {
+                    error!(
+                        "the health handler panicked on {} {}; serving goes on",
+                        req.method, req.url
+                    );
+                    Reply::error(500, "internal error")
+                },
+            )
+        };
+        loop {
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                server::serve(&listeners, Limits::default(), &handler)
+            }));
+            match outcome {
+                Err(_) => error!("the health server panicked; starting it over"),
+                Ok(e) => {
+                    error!("the health server stopped: {e}; supervision goes on without it");
+                    return;
                 }
             }
-        })?;
+        }
+    })?;
     Ok(())
 }
 
@@ -432,7 +431,7 @@ pub fn bind_agent(addr: SocketAddr) -> Result<TcpListener, String> {
 /// HAProxy's agent-check: one line per connection, `ready`, `drain`
 /// (weight 0: no new sessions) or `down` once the child is stopping.
 pub fn start_agent(listener: TcpListener, shared: Arc<Shared>) -> io::Result<()> {
-    thread::Builder::new().name("agent".into()).spawn(move || {
+    signals::spawn(thread::Builder::new().name("agent".into()), move || {
         for mut stream in listener.incoming().flatten() {
             let word = shared.machine(|m| match m.state() {
                 State::Ready => "ready",

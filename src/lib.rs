@@ -43,6 +43,7 @@ use crate::drain::Machine;
 use crate::health::HealthSettings;
 use crate::http::server::Listener;
 use crate::shared::Shared;
+use crate::signals::Mask;
 use crate::spawn::Inherited;
 use crate::spawn::CONTROL_TOKEN_ENV;
 use crate::supervisor::Supervisor;
@@ -114,8 +115,7 @@ fn run(config: Config, inherited: Inherited) -> c_int {
     }
     // Blocked before any thread exists, so every thread inherits the mask
     // and only the supervisor's signalfd ever sees these signals.
-    let forwardable = signals::forwardable();
-    if let Err(e) = signals::block(&forwardable) {
+    if let Err(e) = Mask::ALL.block() {
         return fail(&format!("cannot block signals: {e}"));
     }
     if config.token_on_command_line {
@@ -164,7 +164,7 @@ fn run(config: Config, inherited: Inherited) -> c_int {
         warn_on_reap: config.warn_on_reap,
         remap_exit: config.remap_exit,
     };
-    let code = Supervisor::new(settings, shared, forwardable, child).run();
+    let code = Supervisor::new(settings, shared, child).run();
     if let Some(file) = socket_file {
         file.remove();
     }

@@ -159,10 +159,10 @@ impl Logger {
     }
 
     fn start_writer(&'static self) {
-        let spawned = thread::Builder::new()
+        let builder = thread::Builder::new()
             .name("log".into())
-            .stack_size(64 * 1024)
-            .spawn(move || self.write_forever());
+            .stack_size(64 * 1024);
+        let spawned = crate::signals::spawn(builder, move || self.write_forever());
         if spawned.is_err() {
             // Nothing can be written then; the queue fills and counts drops.
             self.dropped_total.fetch_add(1, Ordering::Relaxed);

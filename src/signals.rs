@@ -7,9 +7,12 @@
 //! in signal context, so there is nothing async-signal-unsafe to get wrong.
 
 use std::io;
+use std::mem::MaybeUninit;
+use std::thread;
+use std::time::Duration;
 
 use libc::c_int;
-use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::Signal;
 
 /// Highest signal number on Linux (SIGRTMAX is 64).
 pub const MAX_SIGNAL: c_int = 64;
@@ -84,8 +87,9 @@ pub fn parse(text: &str, allow_zero: bool) -> Result<c_int, String> {
 
 /// Signals between the standard ones and SIGRTMIN belong to the C library
 /// (glibc's thread cancellation and setxid, musl's too): no program can be
-/// sent them on purpose, and drainit leaves them alone.
-fn is_reserved(sig: c_int) -> bool {
+/// sent them on purpose. drainit never forwards them, and refuses them as
+/// an option's value.
+pub fn is_reserved(sig: c_int) -> bool {
     (FIRST_RESERVED..libc::SIGRTMIN()).contains(&sig)
 }
 
@@ -152,16 +156,107 @@ pub fn is_fault(sig: c_int) -> bool {
     FAULTS.iter().any(|f| *f as c_int == sig)
 }
 
-/// Every signal drainit blocks and forwards: all of them but SIGKILL and
-/// SIGSTOP (which cannot be blocked) and the C library's reserved ones.
-pub fn forwardable() -> SigSet {
-    SigSet::all()
+/// A set of signals as the kernel takes it: signal N is bit N-1.
+///
+/// drainit talks to the kernel directly rather than through the C
+/// library's sigset functions, which refuse the library's own signals (32
+/// up to SIGRTMIN): left unblocked, one sent to drainit (kill -34 under
+/// musl, the static build's C library) killed it and orphaned the child,
+/// and a flood of them could fill the signal queue. Blocked, they are
+/// taken and dropped like any other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mask(u64);
+
+impl Mask {
+    /// Every signal (the kernel leaves SIGKILL and SIGSTOP out itself).
+    pub const ALL: Mask = Mask(u64::MAX);
+
+    /// The calling thread's mask.
+    pub fn current() -> io::Result<Mask> {
+        let mut old = 0u64;
+        rt_sigprocmask(libc::SIG_BLOCK, None, Some(&mut old))?;
+        Ok(Mask(old))
+    }
+
+    /// Adds these signals to the calling thread's mask; threads started
+    /// afterwards inherit it.
+    pub fn block(self) -> io::Result<()> {
+        rt_sigprocmask(libc::SIG_BLOCK, Some(&self.0), None)
+    }
+
+    /// Makes this the calling thread's mask. Async-signal-safe: one syscall.
+    pub fn set(self) -> io::Result<()> {
+        rt_sigprocmask(libc::SIG_SETMASK, Some(&self.0), None)
+    }
+
+    /// Takes the next pending signal of this set, waiting for one until
+    /// `timeout` passes (for ever without one); `Ok(None)` when it passed
+    /// or a stop interrupted the wait.
+    pub fn wait(self, timeout: Option<Duration>) -> io::Result<Option<libc::siginfo_t>> {
+        let timeout = timeout.map(|left| libc::timespec {
+            tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+            tv_nsec: left.subsec_nanos().into(),
+        });
+        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        let timeout_ptr = timeout
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: the set, the info buffer and the optional timeout are
+        // valid for the call; the kernel writes only into `info`, and the
+        // set is KERNEL_SIGSET_SIZE bytes as it expects.
+        let sig = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &self.0 as *const u64,
+                info.as_mut_ptr(),
+                timeout_ptr,
+                KERNEL_SIGSET_SIZE,
+            )
+        };
+        if sig < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: rt_sigtimedwait returned a signal, so it filled `info`.
+        Ok(Some(unsafe { info.assume_init() }))
+    }
 }
 
-/// Blocks `set` in the calling thread. Threads started afterwards inherit
-/// the new mask.
-pub fn block(set: &SigSet) -> io::Result<()> {
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(set), None).map_err(io::Error::from)
+/// Starts the thread `builder` describes with every signal blocked in it,
+/// and blocks them again in the calling thread. Threads inherit the mask,
+/// but musl unblocks its own signals (33, 34) in every new thread and, the
+/// first time, in the thread that creates it: one sent to drainit would be
+/// delivered there and kill it. Only the supervisor takes signals.
+pub fn spawn<F, T>(builder: thread::Builder, f: F) -> io::Result<thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let handle = builder.spawn(move || {
+        let _ = Mask::ALL.block();
+        f()
+    })?;
+    Mask::ALL.block()?;
+    Ok(handle)
+}
+
+/// The size of the kernel's sigset_t: 64 signals.
+const KERNEL_SIGSET_SIZE: usize = 8;
+
+fn rt_sigprocmask(how: c_int, set: Option<&u64>, old: Option<&mut u64>) -> io::Result<()> {
+    let set = set.map_or(std::ptr::null(), |s| s as *const u64);
+    let old = old.map_or(std::ptr::null_mut(), |o| o as *mut u64);
+    // SAFETY: `set` and `old` are null or point to 8 valid bytes, the
+    // kernel's sigset size; nothing else is touched. A raw syscall, so it
+    // is async-signal-safe between fork and exec.
+    let rc = unsafe { libc::syscall(libc::SYS_rt_sigprocmask, how, set, old, KERNEL_SIGSET_SIZE) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Sends `sig` to `pid` (a negative pid names a process group).

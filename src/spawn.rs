@@ -10,15 +10,14 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use libc::c_int;
-use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::unistd::{getsid, setsid, tcsetpgrp, Pid};
 
-use crate::signals::MAX_SIGNAL;
+use crate::signals::{Mask, MAX_SIGNAL};
 
 /// The signal state drainit was started with, captured before it changed
 /// anything, so the child can be given exactly the same.
 pub struct Inherited {
-    mask: SigSet,
+    mask: Mask,
     /// Signals whose disposition was SIG_IGN. exec keeps ignored signals
     /// ignored, but drainit had to take SIGCHLD back and Rust's Command
     /// resets SIGPIPE, so they are put back explicitly.
@@ -28,8 +27,7 @@ pub struct Inherited {
 impl Inherited {
     /// Reads the current mask and ignored set. Call first thing in main.
     pub fn capture() -> io::Result<Inherited> {
-        let mut mask = SigSet::empty();
-        pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut mask))?;
+        let mask = Mask::current()?;
         let ignored = (1..=MAX_SIGNAL)
             .filter(|&s| disposition_is_ignore(s))
             .collect();
@@ -120,7 +118,6 @@ pub fn configure(command: &mut Command, inherited: &Inherited, placement: Placem
     command.env_remove(CONTROL_TOKEN_ENV);
     let mask = inherited.mask;
     let ignored = inherited.ignored.clone();
-    let all = SigSet::all();
     if let Placement::Group { .. } = placement {
         command.process_group(0);
     }
@@ -134,7 +131,7 @@ pub fn configure(command: &mut Command, inherited: &Inherited, placement: Placem
             // again until the inherited mask is put back, so that nothing
             // sent to the new pid can act before exec, and tcsetpgrp from
             // what is still a background group cannot raise SIGTTOU.
-            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&all), None)?;
+            Mask::ALL.set()?;
             match placement {
                 Placement::Group { foreground: true } => {
                     let _ = tcsetpgrp(BorrowedFd::borrow_raw(libc::STDIN_FILENO), Pid::this());
@@ -151,7 +148,7 @@ pub fn configure(command: &mut Command, inherited: &Inherited, placement: Placem
             for &sig in &ignored {
                 set_disposition(sig, libc::SIG_IGN)?;
             }
-            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
+            mask.set()?;
             Ok(())
         });
     }

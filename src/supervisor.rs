@@ -8,20 +8,18 @@
 //! and deadline means; this loop only does the I/O: take signals, send
 //! them, reap, sleep.
 
-use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use libc::{c_int, pid_t};
 use log::{debug, info, warn};
-use nix::sys::signal::SigSet;
 
 use crate::drain::Action;
 use crate::logger::Throttle;
 use crate::reap::{self, Process};
 use crate::shared::Shared;
-use crate::signals;
+use crate::signals::{self, Mask};
 
 /// What the loop needs from the configuration.
 pub struct Settings {
@@ -35,8 +33,6 @@ pub struct Settings {
 pub struct Supervisor {
     settings: Settings,
     shared: Arc<Shared>,
-    /// The signals waited for: every one drainit blocks.
-    signals: SigSet,
     me: pid_t,
     child: pid_t,
     /// The main child's exit code, once it is reaped.
@@ -51,18 +47,12 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// `signals` must already be blocked in every thread, since before the
-    /// child was started: a SIGCHLD of a child that died at once waits.
-    pub fn new(
-        settings: Settings,
-        shared: Arc<Shared>,
-        signals: SigSet,
-        child: pid_t,
-    ) -> Supervisor {
+    /// Every signal must already be blocked in every thread, since before
+    /// the child was started: a SIGCHLD of a child that died at once waits.
+    pub fn new(settings: Settings, shared: Arc<Shared>, child: pid_t) -> Supervisor {
         Supervisor {
             settings,
             shared,
-            signals,
             me: std::process::id() as pid_t,
             child,
             exit: None,
@@ -94,33 +84,12 @@ impl Supervisor {
     /// The next signal, waiting for it until `deadline` (for ever without
     /// one); `None` when the deadline came first.
     fn next_signal(&self, deadline: Option<Instant>) -> Option<libc::siginfo_t> {
-        let timeout = deadline.map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            libc::timespec {
-                tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-                tv_nsec: left.subsec_nanos().into(),
-            }
-        });
-        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
-        // SAFETY: the set, the info buffer and the optional timeout are all
-        // valid for the call; sigtimedwait writes only into `info`.
-        let sig = unsafe {
-            libc::sigtimedwait(
-                self.signals.as_ref(),
-                info.as_mut_ptr(),
-                timeout.as_ref().map_or(std::ptr::null(), |t| t),
-            )
-        };
-        if sig < 0 {
-            let e = std::io::Error::last_os_error();
-            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
-                static WAIT_FAILED: Throttle = Throttle::new();
-                WAIT_FAILED.warn(|| format!("sigtimedwait failed: {e}"));
-            }
-            return None;
-        }
-        // SAFETY: sigtimedwait succeeded, so it filled `info`.
-        Some(unsafe { info.assume_init() })
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        Mask::ALL.wait(timeout).unwrap_or_else(|e| {
+            static WAIT_FAILED: Throttle = Throttle::new();
+            WAIT_FAILED.warn(|| format!("sigtimedwait failed: {e}"));
+            None
+        })
     }
 
     fn on_signal(&mut self, info: &libc::siginfo_t) {
@@ -140,8 +109,11 @@ impl Supervisor {
             }
             return;
         }
-        if sender == self.me {
-            debug!("ignoring {} raised by drainit itself", signals::name(sig));
+        if sender == self.me || signals::is_reserved(sig) {
+            debug!(
+                "ignoring {}: raised by drainit itself, or the C library's own",
+                signals::name(sig)
+            );
             return;
         }
         // The kernel's own fault report (si_code > 0) is never the child's

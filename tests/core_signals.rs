@@ -216,3 +216,48 @@ fn rewrite_to_zero_drops_the_signal() {
     send_and_see(&rec.init, libc::SIGTERM, &rec.out, libc::SIGTERM);
     assert_eq!(rec.init.code(secs(10.0)), 0, "log:\n{}", rec.init.stderr());
 }
+
+/// Signals 32 up to SIGRTMIN belong to the C library (32-33 glibc's, as
+/// for the build under test; 32-34 musl's, the static release's). Sent to
+/// drainit they must neither kill it (musl's own sigprocmask would not
+/// block them: kill -34 killed the static build and orphaned its child)
+/// nor reach the child. 34 is an ordinary signal for glibc and forwarded.
+#[test]
+fn c_library_signals_neither_kill_drainit_nor_reach_the_child() {
+    let release = release(&[std::env::consts::ARCH], "signals-dist");
+    let Some(dist) = released(&release) else {
+        return;
+    };
+    let static_build = release_binary(dist, std::env::consts::ARCH);
+    let static_build = static_build.to_string_lossy();
+    // A real-time signal sent after them: pending real-time signals are
+    // delivered lowest first, so anything forwarded before it is recorded
+    // before it.
+    let marker = 40;
+    for (program, forwarded) in [(DRAINIT, vec![34, marker]), (&static_build, vec![marker])] {
+        let dir = TempDir::new("libc-signals");
+        let (out, ready) = (dir.arg("out"), dir.arg("ready"));
+        let s = sigrec_arg();
+        let args = [
+            "-s",
+            "--health-addr",
+            "none",
+            "--",
+            &s,
+            "--out",
+            &out,
+            "--ready",
+            &ready,
+        ];
+        let mut init = Init::new(&args).program(&[program]).no_namespace().start();
+        wait_for_file(&dir.path("ready"), secs(10.0));
+        for sig in [32, 33, 34, marker] {
+            init.signal(sig);
+        }
+        wait_for_signal(&dir.path("out"), marker, secs(10.0));
+        assert!(init.alive(), "{program}: {}", init.stderr());
+        assert_eq!(recorded(&dir.path("out")), forwarded, "{program}");
+        init.signal(libc::SIGTERM);
+        assert_eq!(init.code(secs(10.0)), 0, "{program}: {}", init.stderr());
+    }
+}
