@@ -19,7 +19,7 @@ use log::{debug, warn};
 
 use crate::http::client::{self, Url};
 use crate::json;
-use crate::shared::Shared;
+use crate::shared::{CheckReport, Shared};
 use crate::signals;
 use crate::spawn::{self, Inherited, Placement};
 
@@ -161,35 +161,6 @@ impl Check {
 
     fn is_liveness(&self) -> bool {
         matches!(self, Check::Live(_))
-    }
-}
-
-/// The last result of one check, shown by /healthz and /status.
-#[derive(Clone, Debug)]
-pub struct CheckReport {
-    pub name: String,
-    pub liveness: bool,
-    pub ok: bool,
-    pub duration: Duration,
-    pub error: Option<String>,
-}
-
-impl CheckReport {
-    pub fn to_json(&self) -> String {
-        format!(
-            "{{\"name\":\"{}\",\"kind\":\"{}\",\"ok\":{},\"duration_ms\":{:.1},\"error\":{}}}",
-            json::escape(&self.name),
-            if self.liveness {
-                "liveness"
-            } else {
-                "readiness"
-            },
-            self.ok,
-            self.duration.as_secs_f64() * 1000.0,
-            self.error
-                .as_ref()
-                .map_or("null".into(), |e| format!("\"{}\"", json::escape(e))),
-        )
     }
 }
 

@@ -350,7 +350,8 @@ pub static OPTIONS: &[Opt<Config>] = &[
         None,
         "SECONDS",
         &[env("DRAINIT_DRAIN_DELAY")],
-        "fixed drain wait before forwarding the drain signal [3]",
+        "fixed drain wait before forwarding the drain signal; with --drain-checks, the wait \
+         when no prober was seen before the drain [3]",
         |c, v| {
             c.drain.delay = parse_seconds(v)?;
             Ok(())
@@ -361,7 +362,9 @@ pub static OPTIONS: &[Opt<Config>] = &[
         None,
         "N",
         &[env("DRAINIT_DRAIN_CHECKS")],
-        "end the wait once N readiness probes were answered unhealthy [off]",
+        "end the wait once every prober seen before the drain (a load balancer instance: \
+         source address and User-Agent) has had N readiness probes answered unready, plus \
+         --drain-linger; probers silent for 3 of their intervals stop counting [off]",
         |c, v| {
             c.drain.checks = Some(parse_count(v)?);
             Ok(())
@@ -383,9 +386,21 @@ pub static OPTIONS: &[Opt<Config>] = &[
         None,
         "SECONDS",
         &[env("DRAINIT_DRAIN_TIMEOUT")],
-        "cap on any drain wait [none]",
+        "cap on any drain wait [none; with --drain-checks, --stop-timeout]",
         |c, v| {
             c.drain.timeout = Some(parse_seconds(v)?);
+            Ok(())
+        },
+    ),
+    list(
+        "drain-checks-ignore-ua",
+        None,
+        "PATTERN",
+        &[env("DRAINIT_DRAIN_CHECKS_IGNORE_UA")],
+        "probes whose User-Agent contains PATTERN (any case) are no balancer's and never count \
+         for --drain-checks, as drainit probe's never do (e.g. kube-probe where kube-proxy routes)",
+        |c, v| {
+            c.drain.ignore_agents.push(non_empty(v)?.to_string());
             Ok(())
         },
     ),
@@ -628,6 +643,11 @@ impl Config {
         // drained: holding it would end in a stop with nothing forwarded.
         let rewrites = &self.stop.rewrites;
         self.drain.on.retain(|&sig| rewrites.apply(sig).is_some());
+        // A wait on probers lasts as long as they take; never longer than
+        // the orchestrator's budget unless told.
+        if self.drain.checks.is_some() && self.drain.timeout.is_none() {
+            self.drain.timeout = Some(self.stop_timeout);
+        }
         self.checks.validate()
     }
 }

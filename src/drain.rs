@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use libc::c_int;
 
+use crate::probers::{Change, Prober, ProberId, Probers, Standing};
 use crate::signals::{self, Rewrites};
 
 /// How drain signals are held back and for how long.
@@ -28,12 +29,15 @@ pub struct DrainPolicy {
     pub on: Vec<c_int>,
     /// Whether `on` came from the user (the first `--drain-on` replaces the default).
     pub explicit_signals: bool,
-    /// The classic fixed wait.
+    /// The fixed wait; with `checks`, the wait when no prober was seen.
     pub delay: Duration,
-    /// End the wait after this many readiness probes were answered unready...
+    /// End the wait once every prober seen before the drain has had this
+    /// many readiness probes answered unready...
     pub checks: Option<u32>,
     /// ...and then this long, for requests the proxy had already dispatched.
     pub linger: Duration,
+    /// User-Agents (case-insensitive substrings) of probers that never count.
+    pub ignore_agents: Vec<String>,
     /// Cap on any wait.
     pub timeout: Option<Duration>,
     /// Readiness status while draining (503, or 404 for HAProxy's disable-on-404).
@@ -48,6 +52,7 @@ impl Default for DrainPolicy {
             delay: Duration::from_secs(3),
             checks: None,
             linger: Duration::from_secs(1),
+            ignore_agents: Vec::new(),
             timeout: None,
             status: 503,
         }
@@ -74,9 +79,13 @@ impl DrainPolicy {
         }
     }
 
-    /// The longest a drain can hold a signal back.
+    /// The longest a drain can hold a signal back: the timeout, which
+    /// option validation sets when the wait depends on probers.
     pub fn longest_wait(&self) -> Duration {
-        self.timeout.map_or(self.delay, |t| t.min(self.delay))
+        match (self.timeout, self.checks) {
+            (Some(t), Some(_)) => t,
+            (t, _) => t.map_or(self.delay, |t| t.min(self.delay)),
+        }
     }
 }
 
@@ -109,10 +118,46 @@ pub struct Drain {
     pub held: Option<c_int>,
     /// Readiness probes answered "not ready" since the drain began.
     pub unready_answers: u32,
-    /// When `unready_answers` reached `--drain-checks`.
-    pub checks_met: Option<Instant>,
-    /// How long the wait lasted, once it is over.
+    /// Probers the wait is for (`--drain-checks`); none: the fixed delay.
+    pub probers: usize,
+    /// How long the wait lasted and why it ended, once it is over.
     pub waited: Option<Duration>,
+    pub ended: Option<Ended>,
+}
+
+/// Why a drain's wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The fixed `--drain-delay`.
+    Delay,
+    /// Every prober saw enough unready answers (`--drain-checks`).
+    Checks,
+    /// `--drain-timeout`.
+    Timeout,
+    /// A second stop signal.
+    Signal,
+    /// The child exited first.
+    Exit,
+}
+
+impl Ended {
+    pub const ALL: [Ended; 5] = [
+        Ended::Delay,
+        Ended::Checks,
+        Ended::Timeout,
+        Ended::Signal,
+        Ended::Exit,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ended::Delay => "delay",
+            Ended::Checks => "checks",
+            Ended::Timeout => "timeout",
+            Ended::Signal => "signal",
+            Ended::Exit => "exit",
+        }
+    }
 }
 
 /// The stop: the child has been asked to exit.
@@ -246,6 +291,10 @@ pub struct Machine {
     /// Signals to drop once each: those drainit caused itself by giving up
     /// its terminal.
     ignore_once: Vec<c_int>,
+    /// The load balancers' probers heard so far.
+    probers: Probers,
+    /// Drain waits that ended, by why (in the order of `Ended::ALL`).
+    waits_ended: [u64; Ended::ALL.len()],
     /// Log lines of transitions, written by the caller once the machine's
     /// lock is released: a stalled log must never hold the lock.
     journal: Vec<String>,
@@ -253,6 +302,7 @@ pub struct Machine {
 
 impl Machine {
     pub fn new(drain: DrainPolicy, stop: StopPolicy) -> Machine {
+        let probers = Probers::new(drain.ignore_agents.clone());
         Machine {
             state: State::Starting,
             drain,
@@ -260,6 +310,8 @@ impl Machine {
             app_ready: None,
             drains: 0,
             ignore_once: Vec::new(),
+            probers,
+            waits_ended: [0; Ended::ALL.len()],
             journal: Vec::new(),
         }
     }
@@ -270,6 +322,15 @@ impl Machine {
 
     pub fn drains(&self) -> u64 {
         self.drains
+    }
+
+    pub fn probers(&self) -> &[Prober] {
+        self.probers.all()
+    }
+
+    /// How many drain waits ended, for each reason.
+    pub fn waits_ended(&self) -> impl Iterator<Item = (Ended, u64)> + '_ {
+        Ended::ALL.into_iter().zip(self.waits_ended)
     }
 
     /// Whether a proxy should route traffic to us.
@@ -338,7 +399,11 @@ impl Machine {
         if !signals::is_terminating(sig) || matches!(self.state, State::Stopping(_)) {
             return Action::Forward(sig);
         }
-        let drain = self.state.drain().cloned().map(|d| finish(d, now));
+        let drain = self
+            .state
+            .drain()
+            .cloned()
+            .map(|d| finish(d, now, Ended::Signal));
         self.stop(
             sig,
             drain,
@@ -353,19 +418,18 @@ impl Machine {
         let name = signals::name(sig);
         match &mut self.state {
             State::Ready => {
-                self.drains += 1;
                 let why = format!("{name} received; holding it while the proxy stops routing");
-                self.set(
-                    State::Draining(new_drain(DrainReason::Signal(sig), Some(sig), now)),
-                    &why,
-                );
+                let drain = self.begin_drain(DrainReason::Signal(sig), Some(sig), now);
+                self.set(State::Draining(drain), &why);
                 Action::Nothing
             }
             State::Starting | State::Unready => {
                 let why = format!("{name} received while not routable; nothing to drain");
                 self.stop(sig, None, now, &why)
             }
-            State::Draining(d) if d.held.is_none() && !self.drain.wait_over(d, now) => {
+            State::Draining(d)
+                if d.held.is_none() && wait_over(&self.drain, &self.probers, d, now).is_none() =>
+            {
                 d.held = Some(sig);
                 self.note(format!(
                     "{name} received during a manual drain; forwarding it when the wait is over"
@@ -374,13 +438,20 @@ impl Machine {
             }
             State::Draining(d) => {
                 let held = d.held.unwrap_or(sig);
-                let why = if d.held.is_some() {
-                    format!("second {name}: skipping the rest of the drain wait")
+                let (why, ended) = if d.held.is_some() {
+                    let why = format!("second {name}: skipping the rest of the drain wait");
+                    (why, Ended::Signal)
                 } else {
-                    format!("{name} received after the manual drain wait")
+                    let ended =
+                        wait_over(&self.drain, &self.probers, d, now).unwrap_or(Ended::Signal);
+                    (
+                        format!("{name} received after the manual drain wait"),
+                        ended,
+                    )
                 };
-                let drain = Some(finish(d.clone(), now));
-                self.stop(held, drain, now, &why)
+                let drain = finish(d.clone(), now, ended);
+                self.count_wait_end(ended);
+                self.stop(held, Some(drain), now, &why)
             }
             State::Stopping(_) => self
                 .stop
@@ -413,11 +484,8 @@ impl Machine {
     pub fn manual(&mut self, drain: bool, now: Instant) -> Result<(), Refused> {
         match (&self.state, drain) {
             (State::Starting | State::Ready | State::Unready, true) => {
-                self.drains += 1;
-                self.set(
-                    State::Draining(new_drain(DrainReason::Manual, None, now)),
-                    "manual drain requested",
-                );
+                let drain = self.begin_drain(DrainReason::Manual, None, now);
+                self.set(State::Draining(drain), "manual drain requested");
                 Ok(())
             }
             (State::Draining(d), false) if d.held.is_none() => {
@@ -438,25 +506,71 @@ impl Machine {
         }
     }
 
-    /// A readiness probe was answered "not ready" during a drain. Returns
-    /// true when this answer met `--drain-checks`, so the supervisor must
-    /// recompute its deadline.
-    pub fn unready_answered(&mut self, now: Instant) -> bool {
-        let State::Draining(d) = &mut self.state else {
-            return false;
-        };
-        d.unready_answers = d.unready_answers.saturating_add(1);
-        match self.drain.checks {
-            Some(n) if d.unready_answers >= n && d.checks_met.is_none() => {
-                d.checks_met = Some(now);
-                let line = format!(
-                    "{n} unready answers seen since the drain began; lingering {:?}",
-                    self.drain.linger
-                );
+    /// A drain begins: with `--drain-checks`, the probers heard recently
+    /// are the ones its wait is for.
+    fn begin_drain(&mut self, reason: DrainReason, held: Option<c_int>, now: Instant) -> Drain {
+        self.drains += 1;
+        let probers = match self.drain.checks {
+            Some(n) => {
+                let count = self.probers.drain_begins(now);
+                let line = if count == 0 {
+                    format!(
+                        "no prober was seen before the drain; the wait is the fixed delay of {:?}",
+                        self.drain.delay
+                    )
+                } else {
+                    let names: Vec<String> = self
+                        .probers
+                        .waited_for()
+                        .map(|p| p.id.to_string())
+                        .collect();
+                    format!(
+                        "waiting until each of {count} probers has seen {n} unready answers: {}",
+                        names.join(", ")
+                    )
+                };
                 self.note(line);
+                count
+            }
+            None => 0,
+        };
+        Drain {
+            reason,
+            since: now,
+            started_at: SystemTime::now(),
+            held,
+            unready_answers: 0,
+            probers,
+            waited: None,
+            ended: None,
+        }
+    }
+
+    /// A readiness probe (/readyz, /health) from `prober` (`None`: not a
+    /// load balancer, such as a client of the control socket). Returns
+    /// true when it may have ended a wait, so the supervisor must read its
+    /// deadline again.
+    pub fn readiness_probed(&mut self, prober: Option<ProberId>, now: Instant) -> bool {
+        let draining = match &mut self.state {
+            State::Draining(d) => {
+                d.unready_answers = d.unready_answers.saturating_add(1);
                 true
             }
             _ => false,
+        };
+        let (Some(prober), Some(needed)) = (prober, self.drain.checks) else {
+            return false;
+        };
+        let Some(Change::Done(id)) = self.probers.probed(prober, now, draining, needed) else {
+            return false;
+        };
+        self.note(format!("{id} has seen {needed} unready answers"));
+        true
+    }
+
+    fn count_wait_end(&mut self, ended: Ended) {
+        if let Some(i) = Ended::ALL.iter().position(|e| *e == ended) {
+            self.waits_ended[i] += 1;
         }
     }
 
@@ -465,12 +579,26 @@ impl Machine {
         if self.next_deadline().is_none_or(|t| now < t) {
             return Action::Nothing;
         }
+        if let State::Draining(_) = self.state {
+            for Change::Silent(id) | Change::Done(id) in self.probers.silence(now) {
+                self.note(format!(
+                    "{id} stopped probing; the drain no longer waits for it"
+                ));
+            }
+        }
         match &mut self.state {
             State::Draining(d) => {
+                let Some(ended) = wait_over(&self.drain, &self.probers, d, now) else {
+                    return Action::Nothing;
+                };
                 let held = d.held.unwrap_or(libc::SIGTERM);
-                let why = format!("drain wait over ({})", self.drain.why_over(d, now));
-                let drain = Some(finish(d.clone(), now));
-                self.stop(held, drain, now, &why)
+                let why = format!(
+                    "drain wait over ({})",
+                    why_over(&self.drain, &self.probers, d, ended)
+                );
+                let drain = finish(d.clone(), now, ended);
+                self.count_wait_end(ended);
+                self.stop(held, Some(drain), now, &why)
             }
             State::Stopping(s) => {
                 s.kill_at = None;
@@ -492,7 +620,11 @@ impl Machine {
     /// When [`tick`](Self::tick) next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.state {
-            State::Draining(d) if d.held.is_some() => Some(self.drain.wait_end(d)),
+            State::Draining(d) if d.held.is_some() => {
+                let end = wait_end(&self.drain, &self.probers, d).map(|(at, _)| at);
+                let silence = self.probers.next_silence().filter(|_| d.probers > 0);
+                end.into_iter().chain(silence).min()
+            }
             State::Stopping(s) => s.kill_at,
             State::Exited { cleanup, .. } => Some(cleanup.until),
             _ => None,
@@ -507,6 +639,11 @@ impl Machine {
             State::Stopping(s) => (s.drain.clone(), s.kill_at, true),
             other => (other.drain().cloned(), None, false),
         };
+        if let State::Draining(d) = &self.state {
+            if d.held.is_some() {
+                self.count_wait_end(Ended::Exit);
+            }
+        }
         let short = self
             .stop
             .grace
@@ -524,7 +661,7 @@ impl Machine {
         self.set(
             State::Exited {
                 code,
-                drain: drain.map(|d| finish(d, now)),
+                drain: drain.map(|d| finish(d, now, Ended::Exit)),
                 cleanup,
             },
             &format!("child exited with status {code}"),
@@ -533,54 +670,65 @@ impl Machine {
     }
 }
 
-impl DrainPolicy {
-    fn wait_end(&self, d: &Drain) -> Instant {
-        let mut end = d.since + self.delay;
-        if let Some(met) = d.checks_met {
-            end = end.min(met + self.linger);
-        }
-        if let Some(t) = self.timeout {
-            end = end.min(d.since + t);
-        }
-        end
+/// When the wait of drain `d` ends and why: the timeout, or before it the
+/// fixed delay, or, with `--drain-checks` and probers to wait for, the
+/// linger after the last of them saw the drain. `None` while that last one
+/// has not and no timeout is set.
+fn wait_end(policy: &DrainPolicy, probers: &Probers, d: &Drain) -> Option<(Instant, Ended)> {
+    let end = if policy.checks.is_some() && d.probers > 0 {
+        probers
+            .all_seen_it()
+            .map(|at| (at + policy.linger, Ended::Checks))
+    } else {
+        Some((d.since + policy.delay, Ended::Delay))
+    };
+    let cap = policy.timeout.map(|t| (d.since + t, Ended::Timeout));
+    match (end, cap) {
+        (Some(end), Some(cap)) if cap.0 < end.0 => Some(cap),
+        (Some(end), _) => Some(end),
+        (None, cap) => cap,
     }
+}
 
-    fn wait_over(&self, d: &Drain, now: Instant) -> bool {
-        now >= self.wait_end(d)
-    }
+fn wait_over(policy: &DrainPolicy, probers: &Probers, d: &Drain, now: Instant) -> Option<Ended> {
+    wait_end(policy, probers, d)
+        .filter(|(at, _)| now >= *at)
+        .map(|(_, why)| why)
+}
 
-    fn why_over(&self, d: &Drain, now: Instant) -> String {
-        if d.checks_met.is_some_and(|met| now >= met + self.linger) {
+/// The log's account of why a wait ended.
+fn why_over(policy: &DrainPolicy, probers: &Probers, d: &Drain, ended: Ended) -> String {
+    match ended {
+        Ended::Checks => {
+            let names: Vec<String> = probers
+                .waited_for()
+                .map(|p| match p.standing {
+                    Standing::Silent(_) => format!("{} (went silent)", p.id),
+                    _ => format!("{} ({} unready answers)", p.id, p.unready),
+                })
+                .collect();
             format!(
-                "{} unready answers and {:?} linger",
-                d.unready_answers, self.linger
+                "checks: every prober saw the drain, then {:?} linger: {}",
+                policy.linger,
+                names.join(", ")
             )
-        } else if self
-            .timeout
-            .is_some_and(|t| now >= d.since + t && t < self.delay)
-        {
-            "drain timeout".into()
-        } else {
-            format!("drain delay of {:?}", self.delay)
         }
+        Ended::Timeout => format!("drain timeout of {:?}", policy.timeout.unwrap_or_default()),
+        Ended::Delay if policy.checks.is_some() && d.probers == 0 => format!(
+            "drain delay of {:?}: no prober was seen before the drain",
+            policy.delay
+        ),
+        _ => format!("drain delay of {:?}", policy.delay),
     }
 }
 
-fn new_drain(reason: DrainReason, held: Option<c_int>, now: Instant) -> Drain {
-    Drain {
-        reason,
-        since: now,
-        started_at: SystemTime::now(),
-        held,
-        unready_answers: 0,
-        checks_met: None,
-        waited: None,
+/// The drain over: how long its wait lasted and why it ended, unless
+/// that was settled already (a stop after a manual drain's wait).
+fn finish(mut d: Drain, now: Instant, ended: Ended) -> Drain {
+    if d.waited.is_none() {
+        d.waited = Some(now.saturating_duration_since(d.since));
+        d.ended = Some(ended);
     }
-}
-
-fn finish(mut d: Drain, now: Instant) -> Drain {
-    d.waited
-        .get_or_insert(now.saturating_duration_since(d.since));
     d
 }
 
@@ -618,21 +766,63 @@ mod tests {
         assert_eq!(m.next_deadline(), None);
     }
 
+    fn prober(addr: &str) -> Option<ProberId> {
+        Some(ProberId::new(addr.parse().unwrap(), Some("HAProxy")))
+    }
+
     #[test]
-    fn checks_end_the_wait_early_after_linger() {
+    fn checks_wait_for_every_prober_then_linger() {
         let t0 = Instant::now();
         let policy = DrainPolicy {
             checks: Some(2),
             delay: secs(30.0),
+            timeout: Some(secs(60.0)),
+            ..DrainPolicy::default()
+        };
+        let mut m = ready_machine(policy);
+        for k in 0..3 {
+            m.readiness_probed(prober("10.0.0.2"), t0 + secs(0.5 * f64::from(k)));
+            m.readiness_probed(prober("10.0.0.3"), t0 + secs(0.5 * f64::from(k)));
+        }
+        let drain = t0 + secs(1.2);
+        m.on_signal(TERM, drain);
+        assert_eq!(m.state().drain().unwrap().probers, 2);
+        assert!(!m.readiness_probed(prober("10.0.0.2"), drain + secs(0.3)));
+        assert!(m.readiness_probed(prober("10.0.0.2"), drain + secs(0.8)));
+        assert!(!m.readiness_probed(None, drain + secs(0.9)), "not a prober");
+        assert_eq!(
+            m.tick(drain + secs(0.85)),
+            Action::Nothing,
+            "10.0.0.3 has seen nothing"
+        );
+        assert!(!m.readiness_probed(prober("10.0.0.3"), drain + secs(0.9)));
+        assert!(m.readiness_probed(prober("10.0.0.3"), drain + secs(1.2)));
+        assert_eq!(
+            m.next_deadline(),
+            Some(drain + secs(2.2)),
+            "then the linger"
+        );
+        assert_eq!(m.tick(drain + secs(2.2)), Action::Stop(TERM));
+        let d = m.state().drain().unwrap();
+        assert_eq!((d.waited, d.ended), (Some(secs(2.2)), Some(Ended::Checks)));
+    }
+
+    #[test]
+    fn without_probers_the_wait_is_the_delay() {
+        let t0 = Instant::now();
+        let policy = DrainPolicy {
+            checks: Some(2),
+            delay: secs(5.0),
+            timeout: Some(secs(60.0)),
             ..DrainPolicy::default()
         };
         let mut m = ready_machine(policy);
         m.on_signal(TERM, t0);
-        assert!(!m.unready_answered(t0 + secs(1.0)));
-        assert!(m.unready_answered(t0 + secs(2.0)));
-        assert_eq!(m.next_deadline(), Some(t0 + secs(3.0)));
-        assert_eq!(m.tick(t0 + secs(3.0)), Action::Stop(TERM));
-        assert_eq!(m.state().drain().unwrap().waited, Some(secs(3.0)));
+        m.readiness_probed(prober("10.0.0.2"), t0 + secs(1.0));
+        m.readiness_probed(prober("10.0.0.2"), t0 + secs(2.0));
+        assert_eq!(m.next_deadline(), Some(t0 + secs(5.0)));
+        assert_eq!(m.tick(t0 + secs(5.0)), Action::Stop(TERM));
+        assert_eq!(m.state().drain().unwrap().ended, Some(Ended::Delay));
     }
 
     #[test]
@@ -647,6 +837,8 @@ mod tests {
         let mut m = ready_machine(policy);
         m.on_signal(TERM, t0);
         assert_eq!(m.next_deadline(), Some(t0 + secs(4.0)));
+        assert_eq!(m.tick(t0 + secs(4.0)), Action::Stop(TERM));
+        assert_eq!(m.state().drain().unwrap().ended, Some(Ended::Timeout));
     }
 
     #[test]

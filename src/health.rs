@@ -5,25 +5,25 @@
 //! panic here never delays a signal. Routing is a plain function of the
 //! request so it can be tested and fuzzed without sockets.
 
-use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use log::{error, warn};
 use nix::sys::socket::{listen, Backlog};
 
-use crate::checks::CheckReport;
 use crate::control::{self, ControlSettings};
 use crate::drain::State;
 use crate::http::conn::Limits;
 use crate::http::server::{self, Listener};
 use crate::http::{Peer, Reply, Request};
 use crate::listeners;
-use crate::logger::{self, Throttle};
+use crate::logger::Throttle;
+use crate::probers::ProberId;
+use crate::report;
 use crate::shared::Shared;
 use crate::signals;
 
@@ -167,10 +167,10 @@ pub fn route(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply
     }
     let reply = match known {
         "/livez" => livez(shared),
-        "/readyz" | "/health" => readyz(shared, settings),
+        "/readyz" | "/health" => readyz(req, shared, settings),
         "/healthz" => healthz(shared),
-        "/status" => Reply::json(200, status_json(shared)),
-        "/metrics" => metrics(shared),
+        "/status" => Reply::json(200, report::status(shared)),
+        "/metrics" => report::metrics(shared),
         _ => control_reply(req, known == "/sethealth/ko", shared, settings),
     };
     shared.metrics.count_answer(known, reply.code);
@@ -202,13 +202,18 @@ fn livez(shared: &Shared) -> Reply {
     }
 }
 
-fn readyz(shared: &Shared, settings: &HealthSettings) -> Reply {
-    let (ready, draining, met, state) = shared.machine(|m| {
+/// Readiness; each answer also tells the drain machine which prober asked.
+fn readyz(req: &Request, shared: &Shared, settings: &HealthSettings) -> Reply {
+    let prober = match req.peer {
+        Some(Peer::Tcp(ip)) => Some(ProberId::new(ip, req.header("user-agent"))),
+        _ => None,
+    };
+    let (ready, draining, wake, state) = shared.machine(|m| {
+        let wake = m.readiness_probed(prober, Instant::now());
         let draining = matches!(m.state(), State::Draining(_) | State::Stopping(_));
-        let met = draining && m.unready_answered(Instant::now());
-        (m.is_ready(), draining, met, m.state().name())
+        (m.is_ready(), draining, wake, m.state().name())
     });
-    if met {
+    if wake {
         shared.waker.wake();
     }
     match (ready, draining) {
@@ -227,17 +232,11 @@ fn healthz(shared: &Shared) -> Reply {
     } else {
         (503, "unhealthy")
     };
-    let checks = checks_json(&reports);
+    let checks = report::checks_json(&reports);
     Reply::json(
         code,
         format!("{{\"status\":\"{status}\",\"checks\":{checks}}}\n"),
     )
-}
-
-/// Each check's last result, as a JSON array.
-fn checks_json(reports: &[CheckReport]) -> String {
-    let items: Vec<String> = reports.iter().map(CheckReport::to_json).collect();
-    format!("[{}]", items.join(","))
 }
 
 fn control_reply(req: &Request, drain: bool, shared: &Shared, settings: &HealthSettings) -> Reply {
@@ -271,156 +270,6 @@ fn log_refusal(req: &Request, why: &str) {
         };
         format!("refused {} {} from {peer}: {why}", req.method, req.url)
     });
-}
-
-fn status_json(shared: &Shared) -> String {
-    let (state, drains) = shared.machine(|m| (m.state().clone(), m.drains()));
-    let child = shared.child_pid.load(std::sync::atomic::Ordering::Relaxed);
-    let mut out = format!(
-        "{{\"state\":\"{}\",\"child_pid\":{},\"uptime_seconds\":{:.3},\"drains\":{}",
-        state.name(),
-        if child > 0 {
-            child.to_string()
-        } else {
-            "null".into()
-        },
-        shared.started.elapsed().as_secs_f64(),
-        drains,
-    );
-    match state.drain() {
-        Some(d) => {
-            let started = d
-                .started_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |t| t.as_secs_f64());
-            let _ = write!(
-                out,
-                ",\"drain\":{{\"reason\":\"{}\",\"started_unix\":{started:.3},\"probes_answered\":{},\"waited_seconds\":{}}}",
-                d.reason,
-                d.unready_answers,
-                d.waited.map_or("null".into(), |w| format!("{:.3}", w.as_secs_f64())),
-            );
-        }
-        None => out.push_str(",\"drain\":null"),
-    }
-    match &state {
-        State::Stopping(stop) => {
-            let _ = write!(out, ",\"stop_signal\":\"{}\"", signals::name(stop.signal));
-        }
-        State::Exited { code, .. } => {
-            let _ = write!(out, ",\"exit_code\":{code}");
-        }
-        _ => {}
-    }
-    let _ = writeln!(
-        out,
-        ",\"checks\":{}}}",
-        checks_json(&shared.check_reports())
-    );
-    out
-}
-
-/// The `# HELP` and `# TYPE` lines that open a metric family.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn metrics(shared: &Shared) -> Reply {
-    let mut out = String::new();
-    let (state, drains, child_up) =
-        shared.machine(|m| (m.state().clone(), m.drains(), m.child_alive()));
-    let current = state.name();
-    family(
-        &mut out,
-        "drainit_state",
-        "gauge",
-        "Current drain state (1 for the current one).",
-    );
-    for name in State::NAMES {
-        let _ = writeln!(
-            out,
-            "drainit_state{{state=\"{name}\"}} {}",
-            u8::from(name == current)
-        );
-    }
-    family(
-        &mut out,
-        "drainit_child_up",
-        "gauge",
-        "Whether the child is running.",
-    );
-    let _ = writeln!(out, "drainit_child_up {}", u8::from(child_up));
-    family(
-        &mut out,
-        "drainit_drains_total",
-        "counter",
-        "Drains started.",
-    );
-    let _ = writeln!(out, "drainit_drains_total {drains}");
-    let waited = state
-        .drain()
-        .and_then(|d| d.waited)
-        .map_or(0.0, |w| w.as_secs_f64());
-    family(
-        &mut out,
-        "drainit_drain_duration_seconds",
-        "gauge",
-        "How long the last drain held the stop signal.",
-    );
-    let _ = writeln!(out, "drainit_drain_duration_seconds {waited:.3}");
-    family(
-        &mut out,
-        "drainit_signals_forwarded_total",
-        "counter",
-        "Signals forwarded to the child.",
-    );
-    for (sig, n) in shared.metrics.forwarded() {
-        let _ = writeln!(
-            out,
-            "drainit_signals_forwarded_total{{signal=\"{}\"}} {n}",
-            signals::name(sig)
-        );
-    }
-    let reaped = shared
-        .metrics
-        .reaped
-        .load(std::sync::atomic::Ordering::Relaxed);
-    family(
-        &mut out,
-        "drainit_zombies_reaped_total",
-        "counter",
-        "Orphans and other children reaped.",
-    );
-    let _ = writeln!(out, "drainit_zombies_reaped_total {reaped}");
-    family(
-        &mut out,
-        "drainit_log_lines_dropped_total",
-        "counter",
-        "Log lines dropped because the log could not be written fast enough.",
-    );
-    let _ = writeln!(
-        out,
-        "drainit_log_lines_dropped_total {}",
-        logger::dropped_total()
-    );
-    family(
-        &mut out,
-        "drainit_health_responses_total",
-        "counter",
-        "Health answers by path and status.",
-    );
-    for (path, code, n) in shared.metrics.answers() {
-        let _ = writeln!(
-            out,
-            "drainit_health_responses_total{{path=\"{path}\",code=\"{code}\"}} {n}"
-        );
-    }
-    Reply {
-        code: 200,
-        content_type: "text/plain; version=0.0.4",
-        body: out,
-        allow: None,
-    }
 }
 
 /// Binds the agent-check port; a taken port is a startup error too.

@@ -6,12 +6,12 @@
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::info;
 
-use crate::checks::CheckReport;
 use crate::drain::Machine;
+use crate::json;
 use crate::signals::{self, MAX_SIGNAL};
 
 pub struct Shared {
@@ -120,5 +120,34 @@ impl Waker {
     /// loop on every SIGCHLD. Pending ones merge, which is all a wake-up needs.
     pub fn wake(&self) {
         let _ = signals::send(std::process::id() as libc::pid_t, libc::SIGCHLD);
+    }
+}
+
+/// The last result of one check, shown by /healthz and /status.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    pub name: String,
+    pub liveness: bool,
+    pub ok: bool,
+    pub duration: Duration,
+    pub error: Option<String>,
+}
+
+impl CheckReport {
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"name\":\"{}\",\"kind\":\"{}\",\"ok\":{},\"duration_ms\":{:.1},\"error\":{}}}",
+            json::escape(&self.name),
+            if self.liveness {
+                "liveness"
+            } else {
+                "readiness"
+            },
+            self.ok,
+            self.duration.as_secs_f64() * 1000.0,
+            self.error
+                .as_ref()
+                .map_or("null".into(), |e| format!("\"{}\"", json::escape(e))),
+        )
     }
 }

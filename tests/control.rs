@@ -6,57 +6,13 @@
 //! the child.
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-
-use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
 
 use common::*;
 
 const TOKEN: &str = "s3cret-Token-42";
-
-/// A TCP connection to `to` whose source address is `from`: every
-/// 127.0.0.0/8 address reaches a listener on 127.0.0.1.
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(to) = to else {
-        panic!("{to} is not IPv4")
-    };
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(SocketAddrV4::new(from, 0)),
-    )
-    .unwrap();
-    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
-    TcpStream::from(fd)
-}
-
-/// The status code of `GET path` sent from `from` with `headers`.
-fn code_from(from: Ipv4Addr, to: SocketAddr, path: &str, headers: &[&str]) -> u16 {
-    let mut s = connect_from(from, to);
-    s.set_read_timeout(Some(secs(5.0))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    parse_reply(&answer)
-        .unwrap_or_else(|e| panic!("{path} from {from}: {e}"))
-        .code
-}
 
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Where Istio's sidecar delivers outside traffic from.

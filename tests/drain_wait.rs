@@ -58,16 +58,20 @@ fn drain_checks_forward_after_the_nth_unready_probe() {
     );
     let addr = sup.addr;
     wait_for_state(addr, "ready", secs(10.0));
+    // The test plays the proxy, which probes every 0.5 s before the drain
+    // (drainit learns of it and waits for it)...
+    probe_every(addr, "/readyz", 0.5, 3);
     let sent = Instant::now();
     sup.init.signal(libc::SIGTERM);
     // Watching /status does not count as a readiness probe.
     wait_for_state(addr, "draining", secs(10.0));
 
-    // The test plays the proxy: two failed probes are not enough...
+    // ...and during it: two failed probes are not enough...
     for n in 1..=2 {
         assert_eq!(get(addr, "/readyz").0, 503, "probe {n}");
     }
-    // ...however long the proxy then takes (well past the 0.2 s linger).
+    // ...however long the proxy then takes (well past the 0.2 s linger,
+    // and within 3 of its intervals, after which it would no longer count).
     std::thread::sleep(secs(1.0));
     assert!(
         recorded(&sup.out).is_empty(),
@@ -110,6 +114,7 @@ fn health_path_counts_as_a_readiness_probe() {
     );
     let addr = sup.addr;
     wait_for_state(addr, "ready", secs(10.0));
+    probe_every(addr, "/health", 0.5, 3);
     sup.init.signal(libc::SIGTERM);
     wait_for_state(addr, "draining", secs(10.0));
     // (The linger lets the answer to the last probe out before the child,
@@ -122,8 +127,13 @@ fn health_path_counts_as_a_readiness_probe() {
         status_doc(addr)["drain"]["probes_answered"].as_f64(),
         Some(1.0)
     );
+    let last = Instant::now();
     assert_eq!(get(addr, "/health").0, 503);
-    wait_for_signal(&sup.out, libc::SIGTERM, secs(10.0));
+    let seen = wait_for_signal(&sup.out, libc::SIGTERM, secs(10.0));
+    assert!(
+        seen - last < secs(5.0),
+        "the checks ended the wait, not its timeout"
+    );
     assert_eq!(sup.init.code(secs(10.0)), 0, "{}", sup.init.stderr());
 }
 
@@ -341,5 +351,16 @@ fn drain_plus_grace_over_the_stop_budget_is_warned_about() {
         // The warning is written before the child starts.
         let log = sup.init.stderr();
         assert_eq!(log.contains(budget), warned, "{opts:?}: {log}");
+    }
+}
+
+/// Plays a load balancer's health check: `n` probes of `path`, `every`
+/// seconds apart, answered 200.
+fn probe_every(addr: std::net::SocketAddr, path: &str, every: f64, n: u32) {
+    for k in 0..n {
+        if k > 0 {
+            std::thread::sleep(secs(every));
+        }
+        assert_eq!(get(addr, path).0, 200, "{path} before the drain");
     }
 }

@@ -100,7 +100,15 @@ struct HaProxy {
 /// socket at `sock`, and the example's servers replaced by `servers`
 /// (name, app port, check port). Every substitution must find its line, so
 /// the test breaks loudly if the example changes shape.
-fn config_from_example(front: u16, sock: &Path, servers: &[(String, u16, u16)]) -> String {
+/// For one of several instances, `instance` is `(source, inter)`: its
+/// connections and checks come from `source` (so drainit tells the
+/// instances apart, as it would on different hosts) every `inter`.
+fn config_from_example(
+    front: u16,
+    sock: &Path,
+    servers: &[(String, u16, u16)],
+    instance: Option<(&str, &str)>,
+) -> String {
     let example = fs::read_to_string(EXAMPLE_CFG).expect("examples/haproxy.cfg");
     let mut out = String::new();
     let mut found = (false, false, false);
@@ -118,9 +126,14 @@ fn config_from_example(front: u16, sock: &Path, servers: &[(String, u16, u16)]) 
             line = line.replace("/run/haproxy/admin.sock", &sock.to_string_lossy());
             found.1 = true;
         }
+        let default_server = t.starts_with("default-server ");
+        if let (true, Some((source, inter))) = (default_server, instance) {
+            line = line.replace("inter 1s", &format!("inter {inter}"));
+            line.push_str(&format!("\n    source {source}"));
+        }
         out.push_str(&line);
         out.push('\n');
-        if t.starts_with("default-server ") {
+        if default_server {
             found.2 = true;
             for (name, app, check) in servers {
                 out.push_str(&format!("    server {name} 127.0.0.1:{app} port {check}\n"));
@@ -137,11 +150,16 @@ fn config_from_example(front: u16, sock: &Path, servers: &[(String, u16, u16)]) 
 
 impl HaProxy {
     fn start(servers: &[(String, u16, u16)]) -> HaProxy {
+        HaProxy::start_instance(servers, None)
+    }
+
+    /// An instance checking from `(source, inter)`: see [`config_from_example`].
+    fn start_instance(servers: &[(String, u16, u16)], instance: Option<(&str, &str)>) -> HaProxy {
         let dir = TempDir::new("haproxy");
         let sock = dir.path("admin.sock");
         let front = free_port();
         let cfg = dir.path("haproxy.cfg");
-        fs::write(&cfg, config_from_example(front, &sock, servers)).unwrap();
+        fs::write(&cfg, config_from_example(front, &sock, servers, instance)).unwrap();
         let check = Command::new("haproxy")
             .arg("-c")
             .arg("-f")
@@ -369,9 +387,14 @@ fn num(json: &str, key: &str) -> u64 {
 
 impl Load {
     fn start(url: &str) -> Load {
+        Load::start_at(url, "200")
+    }
+
+    /// Load at `rate` requests per second.
+    fn start_at(url: &str, rate: &str) -> Load {
         let dir = TempDir::new("load");
         let child = Command::new(example("loadgen"))
-            .args(["--url", url, "--rate", "200", "--conns", "32"])
+            .args(["--url", url, "--rate", rate, "--conns", "32"])
             .args(["--timeout", REQUEST_TIMEOUT, "--duration", "120"])
             .arg("--until-file")
             .arg(dir.path("stop"))
@@ -623,6 +646,84 @@ fn rolling_restarts(drain_opts: &[&str]) -> Vec<Stop> {
     let seconds = began.elapsed().as_secs_f64();
     check_outcome("3 rolling restarts", &summary, &stops, &hap, seconds);
     stops
+}
+
+/// An HAProxy pair in front of the same backends, one instance checking
+/// every 0.5 s and one every 2 s (`fall 2`), each taking half the load:
+/// with `--drain-checks 2` every backend waits for both to stop routing.
+/// Counted together, the fast instance's two checks ended the wait while
+/// the slow one still routed to the stopping app.
+#[test]
+fn rolling_restarts_behind_an_haproxy_pair_with_drain_checks_lose_no_request() {
+    if !need_haproxy() {
+        return;
+    }
+    let opts = [
+        "--drain-checks",
+        "2",
+        "--drain-timeout",
+        "30",
+        "--stop-timeout",
+        "40",
+    ];
+    let mut backends = start_backends(3, &opts);
+    let pair = [
+        HaProxy::start_instance(&servers(&backends), Some(("127.0.0.2", "500ms"))),
+        HaProxy::start_instance(&servers(&backends), Some(("127.0.0.3", "2s"))),
+    ];
+    for hap in &pair {
+        for b in &backends {
+            hap.wait_routing(&b.name, true, Duration::from_secs(15));
+        }
+    }
+    let began = Instant::now();
+    let loads = pair.each_ref().map(|hap| Load::start_at(&hap.url(), "100"));
+    thread::sleep(Duration::from_secs(2));
+    let mut stops = Vec::new();
+    for b in backends.iter_mut() {
+        let t = Instant::now();
+        b.init.signal(libc::SIGTERM);
+        let mut unrouted = [None, None];
+        while b.init.alive() && t.elapsed() < Duration::from_secs(30) {
+            for (hap, at) in pair.iter().zip(unrouted.iter_mut()) {
+                if at.is_none() && !hap.routes_to(&b.name) {
+                    *at = Some(t.elapsed());
+                }
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let code = b.init.code(Duration::from_secs(5));
+        let exited = t.elapsed();
+        for (i, at) in unrouted.iter().enumerate() {
+            assert!(
+                at.is_some_and(|at| at < exited),
+                "{}: instance {i} still routed to it when it exited after {exited:?} ({unrouted:?})",
+                b.name
+            );
+        }
+        stops.push(Stop {
+            name: b.name.clone(),
+            from: "SIGTERM",
+            unrouted_after: unrouted[1],
+            exited_after: exited,
+            code,
+            up_again_after: None,
+        });
+        thread::sleep(REPLACEMENT_STARTS_AFTER);
+        b.restart();
+        b.wait_ready();
+        for hap in &pair {
+            hap.wait_routing(&b.name, true, Duration::from_secs(15));
+        }
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    for (i, (load, hap)) in loads.into_iter().zip(&pair).enumerate() {
+        let summary = load.finish();
+        eprintln!("instance {i}: {}", summary.line);
+        // Each instance carries half the load: half the usual floor.
+        let what = format!("rolling restarts behind the HAProxy pair, instance {i}");
+        check_outcome(&what, &summary, &stops, hap, seconds / 2.0);
+    }
 }
 
 #[test]

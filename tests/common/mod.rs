@@ -536,13 +536,23 @@ pub fn wait_for_file(path: &Path, timeout: Duration) {
     });
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, below the kernel's ephemeral range
+/// (32768 and up): a port the kernel hands out for binding to port 0 is
+/// also one it hands out as the local end of outgoing connections, and a
+/// client of another test took it before drainit could listen on it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Spread over the range by pid, so parallel test binaries start apart.
+    let start = (std::process::id() as usize * 7919) % 20000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10000 + ((start + n * 37) % 20000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("0.0.0.0", port)).is_ok()
+        {
+            return port;
+        }
+    }
 }
 
 /// One HTTP/1.1 request; returns (status, body). Connection errors panic.
@@ -1541,3 +1551,54 @@ pub const JSON_VERDICTS: [(&str, bool); 6] = [
     ),
     ("{\"status\":\"ok\",\"db\":{\"status\":\"down\"}}", true),
 ];
+
+// ---------------------------------------------------------------------------
+// Clients at chosen loopback addresses: several load balancer instances,
+// or a mesh sidecar's 127.0.0.6, without network namespaces.
+
+/// A TCP connection to `to` whose source address is `from`: every
+/// 127.0.0.0/8 address reaches a listener on 127.0.0.1.
+pub fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let SocketAddr::V4(to) = to else {
+        panic!("{to} is not IPv4")
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let local = std::net::SocketAddrV4::new(from, 0);
+    bind(fd.as_raw_fd(), &SockaddrIn::from(local))?;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to))?;
+    Ok(TcpStream::from(fd))
+}
+
+/// The status code of `GET path` sent from `from` with `headers`, or why
+/// there was none.
+pub fn try_code_from(
+    from: std::net::Ipv4Addr,
+    to: SocketAddr,
+    path: &str,
+    headers: &[&str],
+) -> Result<u16, String> {
+    let mut s = connect_from(from, to).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(secs(5.0)))
+        .map_err(|e| e.to_string())?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    parse_reply(&answer).map(|r| r.code)
+}
+
+/// [`try_code_from`], for requests that must be answered.
+pub fn code_from(from: std::net::Ipv4Addr, to: SocketAddr, path: &str, headers: &[&str]) -> u16 {
+    try_code_from(from, to, path, headers).unwrap_or_else(|e| panic!("{path} from {from}: {e}"))
+}
