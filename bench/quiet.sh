@@ -22,9 +22,11 @@
 # skipped, so the quiet drain's row waits for the option to exist.
 #
 # Every process it starts is killed by pid when it exits, all traffic stays
-# on 127.0.0.0/8, and the whole run stays within BUDGET seconds. Output: a
-# Markdown table on stdout (also in bench/out/quiet-<time>/table.md), and
-# per variant the proxy's and loadgen's logs and every stop (stops.csv).
+# on 127.0.0.0/8 (so the proxy is a loopback peer of the apps: see the
+# README about what the quiet drain must count), and the whole run stays
+# within BUDGET seconds. Output: a Markdown table on stdout (also in
+# bench/out/quiet-<time>/table.md), and per variant the proxy's and
+# loadgen's logs and every stop (stops.csv).
 set -euo pipefail
 
 BACKENDS=${BACKENDS:-3}
