@@ -29,6 +29,8 @@ pub mod shared;
 pub mod signals;
 pub mod spawn;
 pub mod supervisor;
+/// The quiet drain's sensor: traffic on the app's ports, from sock_diag.
+pub mod traffic;
 
 use std::ffi::OsString;
 use std::net::TcpListener;
