@@ -46,6 +46,8 @@ pub struct Config {
     /// /proc/PID/cmdline.
     pub token_on_command_line: bool,
     pub drain: DrainPolicy,
+    /// The app's ports to watch for quiet, instead of those found.
+    pub drain_ports: Option<Vec<u16>>,
     pub stop: StopPolicy,
     pub stop_timeout: Duration,
     pub checks: CheckSettings,
@@ -71,6 +73,7 @@ impl Default for Config {
             control_socket: SocketChoice::Default,
             token_on_command_line: false,
             drain: DrainPolicy::default(),
+            drain_ports: None,
             stop: StopPolicy::default(),
             stop_timeout: Duration::from_secs(10),
             checks: CheckSettings::default(),
@@ -386,9 +389,40 @@ pub static OPTIONS: &[Opt<Config>] = &[
         None,
         "SECONDS",
         &[env("DRAINIT_DRAIN_TIMEOUT")],
-        "cap on any drain wait [none; with --drain-checks, --stop-timeout]",
+        "cap on any drain wait [none; with --drain-checks or --drain-until-quiet, --stop-timeout]",
         |c, v| {
             c.drain.timeout = Some(parse_seconds(v)?);
+            Ok(())
+        },
+    ),
+    valued(
+        "drain-until-quiet",
+        None,
+        "SECONDS",
+        &[env("DRAINIT_DRAIN_UNTIL_QUIET")],
+        "end the wait once the app's listening sockets had no new connection and received no \
+         byte for this long (loopback peers do not count); --drain-delay is then the least \
+         wait and --drain-timeout the most [off]",
+        |c, v| {
+            c.drain.quiet = Some(parse_positive_seconds(v)?);
+            Ok(())
+        },
+    ),
+    list(
+        "drain-ports",
+        None,
+        "PORT",
+        &[env("DRAINIT_DRAIN_PORTS")],
+        "the app's ports to watch for --drain-until-quiet [the ports the child and its \
+         descendants listen on]",
+        |c, v| {
+            let port = v
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("'{v}' is not a port 1-65535"))?;
+            c.drain_ports.get_or_insert_with(Vec::new).push(port);
             Ok(())
         },
     ),
@@ -643,10 +677,13 @@ impl Config {
         // drained: holding it would end in a stop with nothing forwarded.
         let rewrites = &self.stop.rewrites;
         self.drain.on.retain(|&sig| rewrites.apply(sig).is_some());
-        // A wait on probers lasts as long as they take; never longer than
-        // the orchestrator's budget unless told.
-        if self.drain.checks.is_some() && self.drain.timeout.is_none() {
+        // A wait on probers or traffic lasts as long as they take; never
+        // longer than the orchestrator's budget unless told.
+        if self.drain.adaptive() && self.drain.timeout.is_none() {
             self.drain.timeout = Some(self.stop_timeout);
+        }
+        if self.drain_ports.is_some() && self.drain.quiet.is_none() {
+            return Err("--drain-ports needs --drain-until-quiet".into());
         }
         self.checks.validate()
     }

@@ -38,6 +38,9 @@ pub struct DrainPolicy {
     pub linger: Duration,
     /// User-Agents (case-insensitive substrings) of probers that never count.
     pub ignore_agents: Vec<String>,
+    /// End the wait once the app's sockets had no new connection and
+    /// received no byte for this long (then `delay` is the least wait).
+    pub quiet: Option<Duration>,
     /// Cap on any wait.
     pub timeout: Option<Duration>,
     /// Readiness status while draining (503, or 404 for HAProxy's disable-on-404).
@@ -53,6 +56,7 @@ impl Default for DrainPolicy {
             checks: None,
             linger: Duration::from_secs(1),
             ignore_agents: Vec::new(),
+            quiet: None,
             timeout: None,
             status: 503,
         }
@@ -82,10 +86,16 @@ impl DrainPolicy {
     /// The longest a drain can hold a signal back: the timeout, which
     /// option validation sets when the wait depends on probers.
     pub fn longest_wait(&self) -> Duration {
-        match (self.timeout, self.checks) {
-            (Some(t), Some(_)) => t,
-            (t, _) => t.map_or(self.delay, |t| t.min(self.delay)),
+        match self.timeout {
+            Some(t) if self.adaptive() => t,
+            t => t.map_or(self.delay, |t| t.min(self.delay)),
         }
+    }
+
+    /// Whether the wait depends on what is observed (probers, traffic),
+    /// not on a fixed delay alone.
+    pub fn adaptive(&self) -> bool {
+        self.checks.is_some() || self.quiet.is_some()
     }
 }
 
@@ -120,9 +130,25 @@ pub struct Drain {
     pub unready_answers: u32,
     /// Probers the wait is for (`--drain-checks`); none: the fixed delay.
     pub probers: usize,
+    /// The app's traffic, when the wait is for it to stop.
+    pub traffic: Option<Traffic>,
     /// How long the wait lasted and why it ended, once it is over.
     pub waited: Option<Duration>,
     pub ended: Option<Ended>,
+}
+
+/// What a drain waiting for quiet has seen of the app's traffic.
+#[derive(Clone, Debug)]
+pub struct Traffic {
+    /// The app's listening ports watched; empty until the watcher found
+    /// them, or when there are none.
+    pub ports: Vec<u16>,
+    /// When traffic was last seen: the drain's start until it is.
+    pub last_activity: Instant,
+    pub last_connection: Option<Instant>,
+    pub last_bytes: Option<Instant>,
+    /// Why the traffic cannot be watched; the timeout then ends the wait.
+    pub unavailable: Option<String>,
 }
 
 /// Why a drain's wait ended.
@@ -132,6 +158,8 @@ pub enum Ended {
     Delay,
     /// Every prober saw enough unready answers (`--drain-checks`).
     Checks,
+    /// The app's traffic stopped (`--drain-until-quiet`).
+    Quiet,
     /// `--drain-timeout`.
     Timeout,
     /// A second stop signal.
@@ -141,9 +169,10 @@ pub enum Ended {
 }
 
 impl Ended {
-    pub const ALL: [Ended; 5] = [
+    pub const ALL: [Ended; 6] = [
         Ended::Delay,
         Ended::Checks,
+        Ended::Quiet,
         Ended::Timeout,
         Ended::Signal,
         Ended::Exit,
@@ -153,6 +182,7 @@ impl Ended {
         match self {
             Ended::Delay => "delay",
             Ended::Checks => "checks",
+            Ended::Quiet => "quiet",
             Ended::Timeout => "timeout",
             Ended::Signal => "signal",
             Ended::Exit => "exit",
@@ -293,11 +323,24 @@ pub struct Machine {
     ignore_once: Vec<c_int>,
     /// The load balancers' probers heard so far.
     probers: Probers,
+    /// Why no drain can watch the app's traffic (its watcher did not start).
+    traffic_unwatchable: Option<String>,
     /// Drain waits that ended, by why (in the order of `Ended::ALL`).
     waits_ended: [u64; Ended::ALL.len()],
-    /// Log lines of transitions, written by the caller once the machine's
-    /// lock is released: a stalled log must never hold the lock.
-    journal: Vec<String>,
+    /// What the caller must do once the lock is released: log lines of
+    /// transitions, and waking the traffic watcher.
+    effects: Vec<Effect>,
+}
+
+/// What the machine asks of the world, applied by the caller once the
+/// machine's lock is released: a stalled log or a waking thread must never
+/// hold the lock.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    Log(String),
+    /// A drain began that waits for the app's traffic to stop: the traffic
+    /// watcher must start sampling.
+    WatchTraffic,
 }
 
 impl Machine {
@@ -311,8 +354,9 @@ impl Machine {
             drains: 0,
             ignore_once: Vec::new(),
             probers,
+            traffic_unwatchable: None,
             waits_ended: [0; Ended::ALL.len()],
-            journal: Vec::new(),
+            effects: Vec::new(),
         }
     }
 
@@ -349,12 +393,12 @@ impl Machine {
     }
 
     /// The log lines of what happened since the last call.
-    pub fn take_journal(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.journal)
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
     }
 
     fn note(&mut self, line: String) {
-        self.journal.push(line);
+        self.effects.push(Effect::Log(line));
     }
 
     fn set(&mut self, next: State, reason: &str) {
@@ -534,6 +578,16 @@ impl Machine {
             }
             None => 0,
         };
+        let traffic = self.drain.quiet.map(|_| {
+            self.effects.push(Effect::WatchTraffic);
+            Traffic {
+                ports: Vec::new(),
+                last_activity: now,
+                last_connection: None,
+                last_bytes: None,
+                unavailable: self.traffic_unwatchable.clone(),
+            }
+        });
         Drain {
             reason,
             since: now,
@@ -541,8 +595,69 @@ impl Machine {
             held,
             unready_answers: 0,
             probers,
+            traffic,
             waited: None,
             ended: None,
+        }
+    }
+
+    /// `--drain-until-quiet`'s window.
+    pub fn quiet_window(&self) -> Option<Duration> {
+        self.drain.quiet
+    }
+
+    /// Whether a drain waits for the app's traffic to stop, so the
+    /// watcher must go on sampling it.
+    pub fn watching_traffic(&self) -> bool {
+        matches!(&self.state, State::Draining(d) if d.traffic.is_some())
+    }
+
+    fn traffic(&mut self) -> Option<&mut Traffic> {
+        match &mut self.state {
+            State::Draining(d) => d.traffic.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// The traffic watcher could not start: no drain can watch traffic.
+    pub fn traffic_unwatchable(&mut self, why: String) {
+        self.traffic_unwatchable = Some(why);
+    }
+
+    /// The ports the traffic watcher watches.
+    pub fn traffic_ports(&mut self, ports: Vec<u16>) {
+        let line = if ports.is_empty() {
+            "the app listens on no port: nothing to wait for but the delay".to_string()
+        } else {
+            format!("watching the traffic on port(s) {ports:?} until it stops")
+        };
+        if let Some(t) = self.traffic() {
+            t.ports = ports;
+            self.note(line);
+        }
+    }
+
+    /// The watcher saw a new connection or received bytes at `now`.
+    pub fn traffic_seen(&mut self, connection: bool, bytes: bool, now: Instant) {
+        if let Some(t) = self.traffic() {
+            t.last_activity = now;
+            if connection {
+                t.last_connection = Some(now);
+            }
+            if bytes {
+                t.last_bytes = Some(now);
+            }
+        }
+    }
+
+    /// The traffic cannot be watched (no sock_diag here, say): the timeout
+    /// ends the wait.
+    pub fn traffic_unavailable(&mut self, why: String) {
+        if let Some(t) = self.traffic() {
+            let line =
+                format!("cannot watch the app's traffic ({why}); the drain timeout ends the wait");
+            t.unavailable = Some(why);
+            self.note(line);
         }
     }
 
@@ -670,18 +785,30 @@ impl Machine {
     }
 }
 
-/// When the wait of drain `d` ends and why: the timeout, or before it the
-/// fixed delay, or, with `--drain-checks` and probers to wait for, the
-/// linger after the last of them saw the drain. `None` while that last one
-/// has not and no timeout is set.
+/// When the wait of drain `d` ends and why: once every condition it
+/// waits for is met (every prober saw it, plus the linger; the traffic was
+/// quiet for the window, and no earlier than the delay), or without one
+/// after the fixed delay; the timeout caps it. `None` while a condition is
+/// not met and no timeout is set.
 fn wait_end(policy: &DrainPolicy, probers: &Probers, d: &Drain) -> Option<(Instant, Ended)> {
-    let end = if policy.checks.is_some() && d.probers > 0 {
-        probers
-            .all_seen_it()
-            .map(|at| (at + policy.linger, Ended::Checks))
-    } else {
-        Some((d.since + policy.delay, Ended::Delay))
-    };
+    let mut conditions = Vec::new();
+    if policy.checks.is_some() && d.probers > 0 {
+        let seen = probers.all_seen_it();
+        conditions.push(seen.map(|at| (at + policy.linger, Ended::Checks)));
+    }
+    if let (Some(window), Some(t)) = (policy.quiet, &d.traffic) {
+        let quiet = (t.last_activity + window).max(d.since + policy.delay);
+        conditions.push(t.unavailable.is_none().then_some((quiet, Ended::Quiet)));
+    }
+    if conditions.is_empty() {
+        conditions.push(Some((d.since + policy.delay, Ended::Delay)));
+    }
+    let end = conditions
+        .into_iter()
+        .try_fold(None, |last: Option<(Instant, Ended)>, met| {
+            met.map(|m| Some(last.filter(|l| l.0 >= m.0).unwrap_or(m)))
+        })
+        .flatten();
     let cap = policy.timeout.map(|t| (d.since + t, Ended::Timeout));
     match (end, cap) {
         (Some(end), Some(cap)) if cap.0 < end.0 => Some(cap),
@@ -714,6 +841,16 @@ fn why_over(policy: &DrainPolicy, probers: &Probers, d: &Drain, ended: Ended) ->
             )
         }
         Ended::Timeout => format!("drain timeout of {:?}", policy.timeout.unwrap_or_default()),
+        Ended::Quiet => {
+            let ports = d.traffic.as_ref().map_or(String::new(), |t| {
+                let ports: Vec<String> = t.ports.iter().map(u16::to_string).collect();
+                ports.join(", ")
+            });
+            format!(
+                "quiet: no new connection and no byte received on port(s) {ports} for {:?}",
+                policy.quiet.unwrap_or_default()
+            )
+        }
         Ended::Delay if policy.checks.is_some() && d.probers == 0 => format!(
             "drain delay of {:?}: no prober was seen before the drain",
             policy.delay
@@ -823,6 +960,64 @@ mod tests {
         assert_eq!(m.next_deadline(), Some(t0 + secs(5.0)));
         assert_eq!(m.tick(t0 + secs(5.0)), Action::Stop(TERM));
         assert_eq!(m.state().drain().unwrap().ended, Some(Ended::Delay));
+    }
+
+    fn quiet_machine() -> Machine {
+        let policy = DrainPolicy {
+            quiet: Some(secs(0.5)),
+            delay: secs(1.0),
+            timeout: Some(secs(10.0)),
+            ..DrainPolicy::default()
+        };
+        ready_machine(policy)
+    }
+
+    #[test]
+    fn quiet_ends_the_wait_a_window_after_the_last_traffic() {
+        let t0 = Instant::now();
+        let mut m = quiet_machine();
+        m.on_signal(TERM, t0);
+        assert!(m.take_effects().contains(&Effect::WatchTraffic));
+        assert!(m.watching_traffic());
+        m.traffic_ports(vec![8080]);
+        m.traffic_seen(true, false, t0 + secs(1.8));
+        m.traffic_seen(false, true, t0 + secs(2.0));
+        assert_eq!(m.next_deadline(), Some(t0 + secs(2.5)));
+        assert_eq!(m.tick(t0 + secs(2.5)), Action::Stop(TERM));
+        assert!(!m.watching_traffic());
+        let d = m.state().drain().unwrap();
+        assert_eq!(d.ended, Some(Ended::Quiet));
+        let t = d.traffic.as_ref().unwrap();
+        assert_eq!(
+            (t.last_connection, t.last_bytes),
+            (Some(t0 + secs(1.8)), Some(t0 + secs(2.0)))
+        );
+    }
+
+    #[test]
+    fn quiet_waits_at_least_the_delay_and_at_most_the_timeout() {
+        let t0 = Instant::now();
+        let mut m = quiet_machine();
+        m.on_signal(TERM, t0);
+        assert_eq!(
+            m.next_deadline(),
+            Some(t0 + secs(1.0)),
+            "quiet at once, but the delay"
+        );
+        let mut m = quiet_machine();
+        m.on_signal(TERM, t0);
+        m.traffic_seen(false, true, t0 + secs(9.8));
+        assert_eq!(m.next_deadline(), Some(t0 + secs(10.0)));
+        assert_eq!(m.tick(t0 + secs(10.0)), Action::Stop(TERM));
+        assert_eq!(m.state().drain().unwrap().ended, Some(Ended::Timeout));
+        let mut m = quiet_machine();
+        m.on_signal(TERM, t0);
+        m.traffic_unavailable("no sock_diag".into());
+        assert_eq!(
+            m.next_deadline(),
+            Some(t0 + secs(10.0)),
+            "unwatched: the timeout"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod listeners;
 pub mod logger;
 pub mod opts;
 pub mod probers;
+pub mod quiet;
 pub mod reap;
 pub mod report;
 pub mod shared;
@@ -159,6 +160,12 @@ fn run(config: Config, inherited: Inherited) -> c_int {
     }
     if !config.checks.gates_readiness() {
         checks::ready_without_checks(&shared);
+    }
+    if config.drain.quiet.is_some() && !config.drain.on.is_empty() {
+        if let Err(e) = quiet::start(Arc::clone(&shared), config.drain_ports.clone()) {
+            warn!("cannot start the traffic watcher: {e}; drain waits end at their timeout");
+            shared.machine(|m| m.traffic_unwatchable(e.to_string()));
+        }
     }
     if let Err(e) = checks::start(&config.checks, Arc::clone(&shared), inherited) {
         warn!("cannot start the checks thread: {e}; readiness stays as it is");

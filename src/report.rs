@@ -3,9 +3,9 @@
 //! lock and format it after.
 
 use std::fmt::Write as _;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::drain::{Ended, State};
+use crate::drain::{Drain, Ended, State};
 use crate::http::Reply;
 use crate::json;
 use crate::logger;
@@ -21,8 +21,10 @@ pub fn checks_json(reports: &[CheckReport]) -> String {
 
 /// The /status document.
 pub fn status(shared: &Shared) -> String {
-    let (state, drains, probers) =
-        shared.machine(|m| (m.state().clone(), m.drains(), m.probers().to_vec()));
+    let (state, drains, probers, quiet_window) = shared.machine(|m| {
+        let quiet = m.quiet_window();
+        (m.state().clone(), m.drains(), m.probers().to_vec(), quiet)
+    });
     let child = shared.child_pid.load(std::sync::atomic::Ordering::Relaxed);
     let mut out = format!(
         "{{\"state\":\"{}\",\"child_pid\":{},\"uptime_seconds\":{:.3},\"drains\":{}",
@@ -43,10 +45,11 @@ pub fn status(shared: &Shared) -> String {
                 .map_or(0.0, |t| t.as_secs_f64());
             let _ = write!(
                 out,
-                ",\"drain\":{{\"reason\":\"{}\",\"started_unix\":{started:.3},\"probes_answered\":{},\"probers_waited_for\":{},\"waited_seconds\":{},\"wait_ended\":{}}}",
+                ",\"drain\":{{\"reason\":\"{}\",\"started_unix\":{started:.3},\"probes_answered\":{},\"probers_waited_for\":{},\"traffic\":{},\"waited_seconds\":{},\"wait_ended\":{}}}",
                 d.reason,
                 d.unready_answers,
                 d.probers,
+                traffic_json(d, quiet_window),
                 d.waited.map_or("null".into(), |w| format!("{:.3}", w.as_secs_f64())),
                 d.ended.map_or("null".into(), |e| format!("\"{}\"", e.name())),
             );
@@ -69,6 +72,38 @@ pub fn status(shared: &Shared) -> String {
         checks_json(&shared.check_reports())
     );
     out
+}
+
+/// What a drain waiting for quiet saw of the app's traffic: the ports,
+/// the window, how long it has been quiet, and when a new connection and
+/// received bytes were last seen (Unix time). `null` without one.
+fn traffic_json(d: &Drain, window: Option<Duration>) -> String {
+    let (Some(t), Some(window)) = (&d.traffic, window) else {
+        return "null".into();
+    };
+    let ports: Vec<String> = t.ports.iter().map(u16::to_string).collect();
+    let end = d.waited.map_or_else(Instant::now, |w| d.since + w);
+    let quiet_for = end.saturating_duration_since(t.last_activity);
+    let unix =
+        |at: Option<Instant>| at.map_or("null".into(), |at| format!("{:.3}", unix_time(d, at)));
+    format!(
+        "{{\"ports\":[{}],\"quiet_window_seconds\":{:.3},\"quiet_for_seconds\":{:.3},\"last_connection_unix\":{},\"last_bytes_unix\":{},\"unavailable\":{}}}",
+        ports.join(","),
+        window.as_secs_f64(),
+        quiet_for.as_secs_f64(),
+        unix(t.last_connection),
+        unix(t.last_bytes),
+        t.unavailable.as_ref().map_or("null".into(), |u| format!("\"{}\"", json::escape(u))),
+    )
+}
+
+/// `at` during drain `d`, as Unix time.
+fn unix_time(d: &Drain, at: Instant) -> f64 {
+    let started = d
+        .started_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |t| t.as_secs_f64());
+    started + at.saturating_duration_since(d.since).as_secs_f64()
 }
 
 /// The load balancers' probers heard so far, as a JSON array.
@@ -218,11 +253,51 @@ pub fn metrics(shared: &Shared) -> Reply {
         );
     }
     prober_metrics(&mut out, &probers);
+    traffic_metrics(&mut out, state.drain());
     Reply {
         code: 200,
         content_type: "text/plain; version=0.0.4",
         body: out,
         allow: None,
+    }
+}
+
+/// What the current or last drain waiting for quiet saw of the traffic.
+fn traffic_metrics(out: &mut String, drain: Option<&Drain>) {
+    let Some((d, t)) = drain.and_then(|d| d.traffic.as_ref().map(|t| (d, t))) else {
+        return;
+    };
+    let end = d.waited.map_or_else(Instant::now, |w| d.since + w);
+    family(
+        out,
+        "drainit_drain_traffic_quiet_seconds",
+        "gauge",
+        "How long the app's traffic had been quiet in the current or last drain.",
+    );
+    let quiet = end.saturating_duration_since(t.last_activity);
+    let _ = writeln!(
+        out,
+        "drainit_drain_traffic_quiet_seconds {:.3}",
+        quiet.as_secs_f64()
+    );
+    for (name, at, help) in [
+        (
+            "connection",
+            t.last_connection,
+            "A new connection to the app was last seen",
+        ),
+        ("bytes", t.last_bytes, "The app last received bytes"),
+    ] {
+        if let Some(at) = at {
+            let metric = format!("drainit_drain_traffic_last_{name}_timestamp_seconds");
+            family(
+                out,
+                &metric,
+                "gauge",
+                &format!("{help}, in the current or last drain."),
+            );
+            let _ = writeln!(out, "{metric} {:.3}", unix_time(d, at));
+        }
     }
 }
 

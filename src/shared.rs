@@ -5,17 +5,19 @@
 //! so the health server can never stall the signal loop.
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use log::info;
 
-use crate::drain::Machine;
+use crate::drain::{Effect, Machine};
 use crate::json;
 use crate::signals::{self, MAX_SIGNAL};
 
 pub struct Shared {
     machine: Mutex<Machine>,
+    /// Where the traffic watcher waits for a drain that wants it.
+    pub traffic_watch: TrafficWatch,
     pub metrics: Metrics,
     pub waker: Waker,
     pub child_pid: AtomicI32,
@@ -27,6 +29,7 @@ impl Shared {
     pub fn new(machine: Machine) -> Shared {
         Shared {
             machine: Mutex::new(machine),
+            traffic_watch: TrafficWatch::default(),
             metrics: Metrics::default(),
             waker: Waker,
             child_pid: AtomicI32::new(0),
@@ -36,19 +39,23 @@ impl Shared {
     }
 
     /// Runs `f` on the state machine. The lock is held only while `f`
-    /// runs; the transitions it made are logged after it is released, so a
-    /// stalled log can never hold the lock. A panic while it was held
+    /// runs; what the machine asks of the world (log lines, waking the
+    /// traffic watcher) happens after it is released, so a stalled log can
+    /// never hold the lock. A panic while it was held
     /// cannot leave the machine half-updated (each transition is one
     /// assignment), so a poisoned lock is taken over rather than spreading
     /// the panic to PID 1.
     pub fn machine<R>(&self, f: impl FnOnce(&mut Machine) -> R) -> R {
-        let (result, journal) = {
+        let (result, effects) = {
             let mut machine = self.machine.lock().unwrap_or_else(PoisonError::into_inner);
             let result = f(&mut machine);
-            (result, machine.take_journal())
+            (result, machine.take_effects())
         };
-        for line in journal {
-            info!("{line}");
+        for effect in effects {
+            match effect {
+                Effect::Log(line) => info!("{line}"),
+                Effect::WatchTraffic => self.traffic_watch.drain_began(),
+            }
         }
         result
     }
@@ -107,6 +114,33 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// Drains that want the traffic watched, counted, and a way to wait for
+/// the next one: between drains the watcher sleeps here, costing nothing.
+#[derive(Default)]
+pub struct TrafficWatch {
+    drains: Mutex<u64>,
+    began: Condvar,
+}
+
+impl TrafficWatch {
+    fn drain_began(&self) {
+        *self.drains.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.began.notify_all();
+    }
+
+    /// Waits until more than `seen` drains have begun; returns how many.
+    pub fn wait_past(&self, seen: u64) -> u64 {
+        let mut drains = self.drains.lock().unwrap_or_else(PoisonError::into_inner);
+        while *drains <= seen {
+            drains = self
+                .began
+                .wait(drains)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *drains
     }
 }
 

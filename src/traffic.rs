@@ -54,10 +54,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Whether the peer is on this host's loopback: drainit's own checks,
-    /// probes run inside the container, a sidecar.
+    /// Whether the peer is loopback as drainit's control rules define it
+    /// (127.0.0.1, ::1): drainit's own checks, probes run inside the
+    /// container. A mesh sidecar's 127.0.0.6 is traffic.
     pub fn is_loopback(&self) -> bool {
-        self.remote.ip().is_loopback()
+        crate::control::is_loopback(self.remote.ip())
     }
 
     fn identity(&self) -> (u64, SocketAddr) {
@@ -657,14 +658,16 @@ mod tests {
     }
 
     #[test]
-    fn loopback_peers_are_never_traffic() {
+    fn loopback_peers_are_never_traffic_but_a_sidecars_are() {
         let next = snapshot(&[
             conn(1, "127.0.0.1:1000", Some(5)),
-            conn(2, "127.3.2.1:1000", Some(5)),
             conn(3, "[::1]:1000", Some(5)),
         ]);
         let seen = activity(&Snapshot::default(), &next);
-        assert_eq!(seen.loopback_new, 3);
+        assert_eq!(seen.loopback_new, 2);
         assert!(!seen.is_traffic());
+        // Istio's sidecar delivers outside traffic from 127.0.0.6.
+        let next = snapshot(&[conn(2, "127.0.0.6:1000", Some(5))]);
+        assert!(activity(&Snapshot::default(), &next).is_traffic());
     }
 }

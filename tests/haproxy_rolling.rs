@@ -149,11 +149,8 @@ fn config_from_example(
 }
 
 impl HaProxy {
-    fn start(servers: &[(String, u16, u16)]) -> HaProxy {
-        HaProxy::start_instance(servers, None)
-    }
-
-    /// An instance checking from `(source, inter)`: see [`config_from_example`].
+    /// HAProxy as examples/haproxy.cfg has it, or as one instance checking
+    /// from `(source, inter)`: see [`config_from_example`].
     fn start_instance(servers: &[(String, u16, u16)], instance: Option<(&str, &str)>) -> HaProxy {
         let dir = TempDir::new("haproxy");
         let sock = dir.path("admin.sock");
@@ -590,11 +587,50 @@ fn rolling_restarts_with_drain_checks_lose_no_request() {
     }
 }
 
+/// `--drain-until-quiet 0.5`: the wait ends half a second after HAProxy's
+/// last request reached the app, sooner than the default 3 s delay, and
+/// loses nothing. HAProxy connects from 127.0.0.2: drainit counts no
+/// loopback peer (127.0.0.1) as traffic, as it would not a check run
+/// inside the container.
+#[test]
+fn rolling_restarts_with_drain_until_quiet_lose_no_request() {
+    let opts = [
+        "--drain-until-quiet",
+        "0.5",
+        "--drain-delay",
+        "0",
+        "--drain-timeout",
+        "30",
+        "--stop-timeout",
+        "40",
+    ];
+    let stops = rolling_restarts_from(&opts, Some(("127.0.0.2", "1s")));
+    for s in &stops {
+        assert!(
+            s.exited_after < Duration::from_millis(3000),
+            "{s}: no sooner than the 3 s fixed delay"
+        );
+        assert!(
+            s.unrouted_after.is_some_and(|u| u < s.exited_after),
+            "{s}: exited while HAProxy still routed to it"
+        );
+    }
+}
+
 /// Three backends behind HAProxy, each routed to, and a second of load on
 /// them: (backends, HAProxy, when the load began, the load).
 fn three_under_load(drain_opts: &[&str]) -> (Vec<Backend>, HaProxy, Instant, Load) {
+    three_under_load_from(drain_opts, None)
+}
+
+/// As [`three_under_load`], HAProxy configured as `instance` (see
+/// [`config_from_example`]).
+fn three_under_load_from(
+    drain_opts: &[&str],
+    instance: Option<(&str, &str)>,
+) -> (Vec<Backend>, HaProxy, Instant, Load) {
     let backends = start_backends(3, drain_opts);
-    let hap = HaProxy::start(&servers(&backends));
+    let hap = HaProxy::start_instance(&servers(&backends), instance);
     for b in &backends {
         hap.wait_routing(&b.name, true, Duration::from_secs(15));
     }
@@ -607,10 +643,15 @@ fn three_under_load(drain_opts: &[&str]) -> (Vec<Backend>, HaProxy, Instant, Loa
 /// Three backends restarted one after another under load; returns what
 /// each stop looked like once zero failures are asserted.
 fn rolling_restarts(drain_opts: &[&str]) -> Vec<Stop> {
+    rolling_restarts_from(drain_opts, None)
+}
+
+/// As [`rolling_restarts`], HAProxy configured as `instance`.
+fn rolling_restarts_from(drain_opts: &[&str], instance: Option<(&str, &str)>) -> Vec<Stop> {
     if !need_haproxy() {
         return Vec::new();
     }
-    let (mut backends, hap, began, load) = three_under_load(drain_opts);
+    let (mut backends, hap, began, load) = three_under_load_from(drain_opts, instance);
     let mut stops = Vec::new();
     for b in backends.iter_mut() {
         let t = Instant::now();
