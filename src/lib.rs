@@ -1,15 +1,25 @@
 //! drainit: an init for containers that reaps zombies, forwards signals,
 //! and drains load-balancer traffic before the app is asked to stop.
 //!
-//! The file list is the architecture: `cli` (options, on the tables of
-//! `opts`), `spawn` (starting the child), `supervisor` (the signal loop),
-//! `reap` (zombies and descendants), `drain` (the state machine), `health`
-//! (the endpoint's routes), `http` (HTTP/1.1: `http::conn` and
-//! `http::server`, the bounded server under the routes, and
-//! `http::client`, the GET of checks and probes), `shared` (what the
-//! threads share), `checks` (readiness of the app), `json` (escaping and
-//! reading JSON), `commands` (the `probe`, `drain`, `undrain` and `status`
-//! subcommands).
+//! The file list is the architecture:
+//! - the init: `cli` (options, on the tables of `opts`), `spawn` (starting
+//!   the child), `signals` (names, masks, threads that take none),
+//!   `supervisor` (the signal loop), `reap` (zombies and descendants),
+//!   `logger` (a log PID 1 never waits on);
+//! - the drain: `drain` (the state machine), `probers` (the balancers'
+//!   probes, for `--drain-checks`), `quiet` and `traffic` (the app's
+//!   sockets, for `--drain-until-quiet`), `listeners` (who listens on which
+//!   port);
+//! - the endpoint: `health` (the routes), `control` (who may drain),
+//!   `report` (/status and /metrics), `http` (HTTP/1.1, named by side:
+//!   `http::conn` and `http::server` under the routes, `http::client` for
+//!   checks and probes), `json`, `shared` (what the threads share);
+//! - the app's readiness: `checks`; the client subcommands: `commands`.
+//!
+//! Errors follow one rule, catatonit's: before the child is spawned, a
+//! failure is fatal (a usage error exits 2 with one line, anything else 1);
+//! once the child runs, drainit logs the failure and goes on, because
+//! whatever else breaks, PID 1 must keep forwarding signals and reaping.
 
 pub mod checks;
 pub mod cli;

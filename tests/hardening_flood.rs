@@ -221,6 +221,12 @@ fn timed_readyz(addr: SocketAddr) -> (u16, Duration) {
     (r.code, t.elapsed())
 }
 
+/// The slowest a /readyz may be while a flood is held: well under the 1 s
+/// a probe's dropped SYN would cost (the failure this guards against),
+/// with room for a busy 2-core machine, where 100 ms was exceeded once in
+/// three full runs (220 ms) although drainit was not at fault.
+const WORST_PROBE: Duration = Duration::from_millis(400);
+
 /// What the flood was seen to cost drainit.
 #[derive(Default, Debug)]
 struct Seen {
@@ -437,7 +443,7 @@ fn two_thousand_slow_connections_cost_nothing() {
         ("buffer-filling", &fill),
     ] {
         assert!(
-            seen.worst() < Duration::from_millis(100),
+            seen.worst() < WORST_PROBE,
             "a /readyz took {:?} during the {what} flood: {:?}",
             seen.worst(),
             seen.latencies
@@ -504,11 +510,7 @@ fn out_of_descriptors_still_answers() {
         "out-of-descriptors",
     );
     let took = started.elapsed();
-    assert!(
-        seen.worst() < Duration::from_millis(100),
-        "{:?}",
-        seen.latencies
-    );
+    assert!(seen.worst() < WORST_PROBE, "{:?}", seen.latencies);
     assert!(seen.max_threads <= 3);
     // accept() failed all along; the warning says so about once a second.
     let cannot = "health server cannot accept: Too many open files";
@@ -542,6 +544,7 @@ fn trickled_heads_cost_little_cpu() {
     let (cpu0, wall0) = (cpu_time(pid), Instant::now());
     let mut sent = 0u64;
     let mut latencies = Vec::new();
+    let mut next_probe = wall0;
     while wall0.elapsed() < secs(2.0) {
         for s in conns.iter_mut() {
             // One byte per segment; a head that reached the 8 KiB limit
@@ -551,8 +554,10 @@ fn trickled_heads_cost_little_cpu() {
             }
             sent += 1;
         }
-        if sent % 8_000 == 0 {
+        // A probe every 100 ms meanwhile, however fast the bytes go.
+        if Instant::now() >= next_probe {
             latencies.push(timed_readyz(sup.addr).1);
+            next_probe += Duration::from_millis(100);
         }
         thread::sleep(Duration::from_micros(200));
     }
@@ -568,7 +573,8 @@ fn trickled_heads_cost_little_cpu() {
         "drainit was busy {:.0}% of the time with 4 trickled heads",
         busy * 100.0
     );
-    assert!(latencies.iter().all(|l| *l < Duration::from_millis(100)));
+    assert!(latencies.len() >= 10, "{} probes in 2 s", latencies.len());
+    assert!(latencies.iter().all(|l| *l < WORST_PROBE), "{latencies:?}");
     drop(conns);
     assert_untouched(&mut sup, "trickled heads");
 }
