@@ -22,7 +22,8 @@ pub struct Reaped {
 /// Orphans are reparented to the main thread, which calls this.
 pub fn reap_one() -> io::Result<Option<Reaped>> {
     let mut status: libc::c_int = 0;
-    // SAFETY: waitpid writes only to `status`.
+    // SAFETY: waitpid writes only to `status`. (nix's wrapper cannot tell
+    // a child killed by a real-time signal, whose 128+N drainit reports.)
     let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WNOTHREAD) };
     match pid {
         -1 => Err(io::Error::last_os_error()),

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::Uid;
 
@@ -144,16 +145,7 @@ impl Write for Stream {
 /// At most 1,024 connections, fewer when the descriptor limit is low
 /// (drainit does not raise it: its child would inherit the change).
 fn connection_cap() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes only into `limit`.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur
-    } else {
-        1024
-    };
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
     usize::try_from(soft.saturating_sub(64) / 2)
         .unwrap_or(1024)
         .clamp(16, 1024)
