@@ -124,7 +124,12 @@ pub const CONTROL_TOKEN_ENV: &str = "DRAINIT_CONTROL_TOKEN";
 /// mask and ignored set. drainit's control token is not passed on: the app
 /// has no use for it, and everything it starts could read it.
 pub fn configure(command: &mut Command, inherited: &Inherited, placement: Placement) {
-    command.env_remove(CONTROL_TOKEN_ENV);
+    // Only when it is set: any change to the environment makes Command copy
+    // all of it into a map and build a new one for exec, which was most of
+    // the instructions drainit spent starting its child.
+    if std::env::var_os(CONTROL_TOKEN_ENV).is_some() {
+        command.env_remove(CONTROL_TOKEN_ENV);
+    }
     let mask = inherited.mask;
     let ignored = inherited.ignored.clone();
     let all = SigSet::all();
