@@ -1,7 +1,7 @@
 //! Signal numbers, names, and the masks drainit runs under.
 //!
 //! drainit never installs a signal handler. It blocks every signal it is
-//! meant to forward and reads them from a signalfd in the supervisor loop.
+//! meant to forward and takes them with sigtimedwait in the supervisor loop.
 //! Blocked signals are queued even for PID 1 (the kernel only drops signals
 //! to an init that neither blocks nor handles them), and no code ever runs
 //! in signal context, so there is nothing async-signal-unsafe to get wrong.
