@@ -4,8 +4,9 @@
  *   sigstamp recv FIFO COUNT
  *       Runs as the init's child. Blocks SIGUSR1, then for each of COUNT
  *       signals: sigwaitinfo, CLOCK_MONOTONIC, write the stamp to FIFO.
- *       Exits after COUNT signals so the init exits on its own (no SIGTERM,
- *       which drainit would hold back for its drain delay).
+ *       Exits after COUNT signals, once the sender has closed the FIFO, so
+ *       the init exits on its own (no SIGTERM, which drainit would hold
+ *       back for its drain delay).
  *
  *   sigstamp send PID FIFO COUNT WARMUP GAP_US RAW_OUT
  *       Runs on the host. Stamps CLOCK_MONOTONIC, kill(PID, SIGUSR1), then
@@ -108,6 +109,11 @@ static int recv_main(const char *fifo, long count)
 		if (write(fd, &t, sizeof t) != sizeof t)
 			die("write");
 	}
+	/* Stay until the sender has closed its end of the FIFO (POLLERR): it
+	 * reads the init's CPU time after the last stamp, and the init exits
+	 * as soon as we do. */
+	struct pollfd p = { .fd = fd, .events = 0 };
+	poll(&p, 1, LOST_MS);
 	return 0;
 }
 

@@ -129,7 +129,7 @@ fn run(config: Config, inherited: Inherited) -> c_int {
         return fail(&format!("cannot take back SIGCHLD: {e}"));
     }
     // Blocked before any thread exists, so every thread inherits the mask
-    // and only the supervisor's signalfd ever sees these signals.
+    // and only the supervisor's sigtimedwait ever takes these signals.
     if let Err(e) = Mask::ALL.block() {
         return fail(&format!("cannot block signals: {e}"));
     }

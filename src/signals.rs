@@ -1,7 +1,7 @@
 //! Signal numbers, names, and the masks drainit runs under.
 //!
 //! drainit never installs a signal handler. It blocks every signal it is
-//! meant to forward and reads them from a signalfd in the supervisor loop.
+//! meant to forward and takes them with sigtimedwait in the supervisor loop.
 //! Blocked signals are queued even for PID 1 (the kernel only drops signals
 //! to an init that neither blocks nor handles them), and no code ever runs
 //! in signal context, so there is nothing async-signal-unsafe to get wrong.
@@ -194,7 +194,8 @@ impl Mask {
     /// or a stop interrupted the wait.
     pub fn wait(self, timeout: Option<Duration>) -> io::Result<Option<libc::siginfo_t>> {
         let timeout = timeout.map(|left| libc::timespec {
-            tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+            // Capped at 68 years, which fits every C library's time_t.
+            tv_sec: left.as_secs().min(i32::MAX as u64).try_into().unwrap_or_default(),
             tv_nsec: left.subsec_nanos().into(),
         });
         let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
