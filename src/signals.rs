@@ -195,7 +195,11 @@ impl Mask {
     pub fn wait(self, timeout: Option<Duration>) -> io::Result<Option<libc::siginfo_t>> {
         let timeout = timeout.map(|left| libc::timespec {
             // Capped at 68 years, which fits every C library's time_t.
-            tv_sec: left.as_secs().min(i32::MAX as u64).try_into().unwrap_or_default(),
+            tv_sec: left
+                .as_secs()
+                .min(i32::MAX as u64)
+                .try_into()
+                .unwrap_or_default(),
             tv_nsec: left.subsec_nanos().into(),
         });
         let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();

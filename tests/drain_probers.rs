@@ -79,6 +79,25 @@ impl Drop for Prober {
     }
 }
 
+/// Two unready answers per prober, a short linger, and a timeout long
+/// enough that only the probers can end the wait.
+const CHECKS_2: [&str; 7] = [
+    "-v",
+    "--drain-checks",
+    "2",
+    "--drain-linger",
+    "0.2",
+    "--drain-timeout",
+    "30",
+];
+
+/// drainit with `opts` over a child that ignores SIGTERM, once ready.
+fn ready(opts: &[&str]) -> Sup {
+    let sup = start_sigrec(opts, &["--ignore-term"]);
+    wait_for_state(sup.addr, "ready", secs(10.0));
+    sup
+}
+
 const FAST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const SLOW: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 
@@ -87,17 +106,7 @@ const SLOW: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 /// answers (counted together, the fast one's 2 were enough).
 #[test]
 fn every_instance_must_see_the_drain() {
-    let opts = [
-        "-v",
-        "--drain-checks",
-        "2",
-        "--drain-linger",
-        "0.2",
-        "--drain-timeout",
-        "30",
-    ];
-    let sup = start_sigrec(&opts, &["--ignore-term"]);
-    wait_for_state(sup.addr, "ready", secs(10.0));
+    let sup = ready(&CHECKS_2);
     let mut fast = Prober::start(FAST, "HAProxy", secs(0.2), sup.addr);
     let mut slow = Prober::start(SLOW, "HAProxy", secs(1.5), sup.addr);
     slow.wait_for_probes(2);
@@ -158,8 +167,7 @@ fn drainits_own_probes_do_not_shorten_the_drain() {
         "--drain-linger",
         "0.1",
     ];
-    let sup = start_sigrec(&opts, &["--ignore-term"]);
-    wait_for_state(sup.addr, "ready", secs(10.0));
+    let sup = ready(&opts);
     let addr = sup.addr.to_string();
     let probe = || run_drainit(&["probe", "--addr", &addr], &[], secs(10.0));
     for _ in 0..3 {
@@ -186,17 +194,7 @@ fn drainits_own_probes_do_not_shorten_the_drain() {
 /// intervals it no longer holds the wait (here its timeout of 30 s).
 #[test]
 fn a_prober_that_goes_silent_stops_holding_the_wait() {
-    let opts = [
-        "-v",
-        "--drain-checks",
-        "2",
-        "--drain-linger",
-        "0.2",
-        "--drain-timeout",
-        "30",
-    ];
-    let sup = start_sigrec(&opts, &["--ignore-term"]);
-    wait_for_state(sup.addr, "ready", secs(10.0));
+    let sup = ready(&CHECKS_2);
     let _fast = Prober::start(FAST, "HAProxy", secs(0.2), sup.addr);
     let mut gone = Prober::start(SLOW, "HAProxy", secs(0.5), sup.addr);
     gone.wait_for_probes(3);
@@ -228,8 +226,7 @@ fn without_probers_the_wait_is_the_fixed_delay() {
         "--drain-linger",
         "0.1",
     ];
-    let sup = start_sigrec(&opts, &["--ignore-term"]);
-    wait_for_state(sup.addr, "ready", secs(10.0));
+    let sup = ready(&opts);
     let sent = Instant::now();
     sup.init.signal(libc::SIGTERM);
     wait_for_state(sup.addr, "draining", secs(10.0));
@@ -256,8 +253,7 @@ fn ignored_user_agents_never_count() {
         "--drain-checks-ignore-ua",
         "kube-probe",
     ];
-    let sup = start_sigrec(&opts, &["--ignore-term"]);
-    wait_for_state(sup.addr, "ready", secs(10.0));
+    let sup = ready(&opts);
     let kubelet = Prober::start(FAST, "kube-probe/1.29", secs(0.1), sup.addr);
     kubelet.wait_for_probes(3);
     let sent = Instant::now();

@@ -76,23 +76,31 @@ impl Drop for Client {
     }
 }
 
-/// drainit with `opts`, the app listening on all addresses (reached from
-/// the namespace at `ns.host_ip`); returns drainit, the app's address as
-/// the namespace sees it, and its port.
-fn app_under_drainit(ns: &NetNs, opts: &[&str]) -> (Init, SocketAddr, u16) {
-    let port = free_port();
-    let listen = format!("0.0.0.0:{port}");
-    let app = example("app").to_string_lossy().into_owned();
+/// drainit -v with `opts` over `program`, which must make the app listen
+/// on `port`; returned once both answer, with drainit's health address.
+fn drainit_over(opts: &[&str], program: &[&str], port: u16) -> (Init, SocketAddr) {
     let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let health_arg = health.to_string();
     let mut args = vec!["-v", "--health-addr", health_arg.as_str()];
     args.extend_from_slice(opts);
-    args.extend(["--", &app, "--listen", &listen]);
+    args.push("--");
+    args.extend_from_slice(program);
     let init = Init::new(&args).start();
     wait_for_health(health);
     wait_for(secs(10.0), "the app to listen", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
+    (init, health)
+}
+
+/// drainit with `opts` over the app listening on all addresses (reached
+/// from the namespace at `ns.host_ip`); returns drainit, the app's address
+/// as the namespace sees it, and its port.
+fn app_under_drainit(ns: &NetNs, opts: &[&str]) -> (Init, SocketAddr, u16) {
+    let port = free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let app = example("app").to_string_lossy().into_owned();
+    let (init, _) = drainit_over(opts, &[&app, "--listen", &listen], port);
     (init, ns.target(port), port)
 }
 
@@ -184,13 +192,8 @@ fn loopback_probes_do_not_count() {
     ];
     let listen = format!("0.0.0.0:{port}");
     let app = example("app").to_string_lossy().into_owned();
-    let health = format!("127.0.0.1:{}", free_port());
-    let mut args = vec!["--health-addr", health.as_str()];
-    args.extend_from_slice(&opts);
-    args.extend(["--", &app, "--listen", &listen]);
-    let mut init = Init::new(&args).start();
-    let health_addr: SocketAddr = health.parse().unwrap();
-    wait_for_state(health_addr, "ready", secs(10.0));
+    let (mut init, health) = drainit_over(&opts, &[&app, "--listen", &listen], port);
+    wait_for_state(health, "ready", secs(10.0));
     let stop = Arc::new(AtomicBool::new(false));
     let s = Arc::clone(&stop);
     let local = thread::spawn(move || {
@@ -224,26 +227,9 @@ fn the_ports_of_a_grandchild_are_found() {
     let port = free_port();
     let listen = format!("0.0.0.0:{port}");
     let app = example("app").to_string_lossy().into_owned();
-    let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let health_arg = health.to_string();
     let script = "\"$0\" --listen \"$1\" & exec sleep 60";
-    let args = [
-        "--health-addr",
-        health_arg.as_str(),
-        "--drain-until-quiet",
-        "5",
-        "--",
-        "sh",
-        "-c",
-        script,
-        &app,
-        &listen,
-    ];
-    let _init = Init::new(&args).start();
-    wait_for_health(health);
-    wait_for(secs(10.0), "the app to listen", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let program = ["sh", "-c", script, &app, &listen];
+    let (_init, health) = drainit_over(&["--drain-until-quiet", "5"], &program, port);
     let r = request("GET", health, "/sethealth/ko", &[]);
     assert_eq!(r.code, 200, "{r:?}");
     let mut ports = serde_json::Value::Null;
