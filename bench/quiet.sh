@@ -21,10 +21,15 @@
 # this drainit does not know (exit 2, "unknown option") is reported as
 # skipped, so the quiet drain's row waits for the option to exist.
 #
+# The proxy connects to the apps from PROXY_SOURCE (127.0.0.2), not from
+# 127.0.0.1: the quiet drain never counts a peer at exactly 127.0.0.1 (or
+# ::1) as traffic, since inside a container those are drainit's own checks
+# and probes; any other 127/8 address counts, like Istio's 127.0.0.6. From
+# 127.0.0.1 the quiet drain would see no traffic at all here and every
+# quiet wait would end at once (PROXY_SOURCE=127.0.0.1 shows it).
+#
 # Every process it starts is killed by pid when it exits, all traffic stays
-# on 127.0.0.0/8 (so the proxy is a loopback peer of the apps: see the
-# README about what the quiet drain must count), and the whole run stays
-# within BUDGET seconds. Output: a Markdown table on stdout (also in
+# on 127.0.0.0/8, and the whole run stays within BUDGET seconds. Output: a Markdown table on stdout (also in
 # bench/out/quiet-<time>/table.md), and per variant the proxy's and
 # loadgen's logs and every stop (stops.csv).
 set -euo pipefail
@@ -36,6 +41,7 @@ CONNS=${CONNS:-16}            # loadgen's keep-alive connections
 WORK_MS=${WORK_MS:-5}         # the app's work per request
 SEED=${SEED:-15}              # the proxy's propagation delays
 SETTLE=${SETTLE:-0.5}         # pause between one stop's end and the next
+PROXY_SOURCE=${PROXY_SOURCE:-127.0.0.2} # the proxy's address towards the apps; not 127.0.0.1 (above)
 BUDGET=${BUDGET:-900}         # seconds for the whole script, build included
 VARIANTS=${VARIANTS:-"--drain-delay 0.5 (too short)|--drain-delay 0.5
 --drain-delay 5 (covers the worst case)|--drain-delay 5
@@ -78,6 +84,9 @@ child_of() {
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 ports() { python3 "$REPO/bench/rolling.py" free-ports "$1"; }
+
+# The peers of the established connections to 127.0.0.1:PORT, one a line.
+peers() { ss -Htn state established "( sport = :$1 )" | awk '{ sub(/:[0-9]+$/, "", $NF); print $NF }' | sort -u; }
 
 # ctl COMMAND...: one command to the proxy's control port; prints the answer.
 ctl() {
@@ -169,7 +178,8 @@ run_variant() {
 		specs+=("s$((i + 1))-0=127.0.0.1:$APP_PORT")
 	done
 	python3 "$REPO/bench/endpoints-proxy.py" --listen "$front" --control "$CONTROL" \
-		--seed "$SEED" --log "$dir/proxy.jsonl" "${specs[@]}" 2>"$dir/proxy.err" &
+		--seed "$SEED" --source "$PROXY_SOURCE" --log "$dir/proxy.jsonl" "${specs[@]}" \
+		2>"$dir/proxy.err" &
 	proxy=$!
 	STARTED+=("$proxy:$BASHPID:TERM")
 	wait_until "the proxy" 10 listening "$CONTROL"
@@ -178,6 +188,10 @@ run_variant() {
 	loadgen=$!
 	STARTED+=("$loadgen:$BASHPID:TERM")
 	sleep 2
+	# The premise of the quiet row: the apps see the proxy at PROXY_SOURCE.
+	local seen
+	seen=$(peers "${specs[0]##*:}" | paste -sd ' ')
+	[[ $seen == "$PROXY_SOURCE" ]] || die "the first app's peers are '$seen', not $PROXY_SOURCE"
 	echo "backend,propagation_s,t_term,t_exit,t_removed" >"$dir/stops.csv"
 	for ((k = 1; k <= STOPS; k++)); do
 		(($(left) > 0)) || die "time budget of $BUDGET s used up after $((k - 1)) stops"
@@ -224,6 +238,7 @@ APP=$REPO/target/release/examples/app
 LOADGEN=$REPO/target/release/examples/loadgen
 mkdir -p "$OUT"
 say "output: $OUT"
+command -v ss >/dev/null || die "needs ss (apt-get install iproute2)"
 
 mapfile -t LINES <<<"$VARIANTS"
 ROWS=()
@@ -240,7 +255,7 @@ for n in "${!LINES[@]}"; do
 done
 
 {
-	echo "<!-- bench/quiet.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores; BACKENDS=$BACKENDS STOPS=$STOPS RATE=$RATE CONNS=$CONNS WORK_MS=$WORK_MS SEED=$SEED SETTLE=$SETTLE -->"
+	echo "<!-- bench/quiet.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores; BACKENDS=$BACKENDS STOPS=$STOPS RATE=$RATE CONNS=$CONNS WORK_MS=$WORK_MS SEED=$SEED SETTLE=$SETTLE PROXY_SOURCE=$PROXY_SOURCE -->"
 	echo
 	echo "| variant | drainit options | stops | failed / requests | SIGTERM → old drainit exits, mean / p50 / max | exit − propagation delay, mean | propagation delay drawn, mean (min-max) |"
 	echo "|---|---|---|---|---|---|---|"
