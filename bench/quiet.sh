@@ -29,9 +29,11 @@
 # quiet wait would end at once (PROXY_SOURCE=127.0.0.1 shows it).
 #
 # Every process it starts is killed by pid when it exits, all traffic stays
-# on 127.0.0.0/8, and the whole run stays within BUDGET seconds. Output: a Markdown table on stdout (also in
-# bench/out/quiet-<time>/table.md), and per variant the proxy's and
-# loadgen's logs and every stop (stops.csv).
+# on 127.0.0.0/8, and the whole run stays within BUDGET seconds. Output: a
+# Markdown table on stdout (also in bench/out/quiet-<time>/table.md), the
+# plot (bench/quiet.py, matplotlib) copied to DOCS_PNG, and per variant the
+# proxy's and loadgen's logs, every stop (stops.csv) and each backend's log
+# (drainit at DRAINIT_LOG=info: the line that says why each wait ended).
 set -euo pipefail
 
 BACKENDS=${BACKENDS:-3}
@@ -43,12 +45,17 @@ SEED=${SEED:-15}              # the proxy's propagation delays
 SETTLE=${SETTLE:-0.5}         # pause between one stop's end and the next
 PROXY_SOURCE=${PROXY_SOURCE:-127.0.0.2} # the proxy's address towards the apps; not 127.0.0.1 (above)
 BUDGET=${BUDGET:-900}         # seconds for the whole script, build included
+# --drain-delay 0: the least wait; the default 3 s would hold short stops.
+# The wait's cap, --drain-timeout, is --stop-timeout's 10 s: room for the
+# 5 s worst case plus the window, and drainit's stop budget holds.
 VARIANTS=${VARIANTS:-"--drain-delay 0.5 (too short)|--drain-delay 0.5
 --drain-delay 5 (covers the worst case)|--drain-delay 5
---drain-until-quiet 0.5|--drain-until-quiet 0.5 --drain-delay 0 --drain-timeout 15"}
+--drain-until-quiet 0.5|--drain-until-quiet 0.5 --drain-delay 0"}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$REPO/bench/out/quiet-$(date +%Y%m%d-%H%M%S)}
+# Where the plot is copied; empty: leave docs/ alone (trial runs).
+DOCS_PNG=${DOCS_PNG-$REPO/docs/quiet-drain.png}
 DEADLINE=$((SECONDS + BUDGET))
 
 # STARTED, forget and the EXIT trap that kills what is still running.
@@ -105,7 +112,7 @@ start_backend() {
 	local dir=$1 name=$2 health
 	shift 2
 	read -r APP_PORT health <<<"$(ports 2)"
-	unshare --pid --fork --mount-proc --kill-child \
+	DRAINIT_LOG=info unshare --pid --fork --mount-proc --kill-child \
 		"$DRAINIT" --health-addr "127.0.0.1:$health" "$@" -- \
 		"$APP" --listen "127.0.0.1:$APP_PORT" --name "$name" --work-ms "$WORK_MS" \
 		</dev/null >>"$dir/$name.log" 2>&1 &
@@ -211,27 +218,8 @@ run_variant() {
 	STARTED=()
 }
 
-# One Markdown row from a variant's stops.csv and loadgen.json.
-row() {
-	python3 - "$@" <<'EOF'
-import csv, json, statistics, sys
-
-label, options, directory = sys.argv[1:4]
-stops = list(csv.DictReader(open(f"{directory}/stops.csv")))
-load = json.load(open(f"{directory}/loadgen.json"))
-stop = sorted(float(s["t_exit"]) - float(s["t_term"]) for s in stops)
-delay = [float(s["propagation_s"]) for s in stops]
-past = [t - d for t, d in zip((float(s["t_exit"]) - float(s["t_term"]) for s in stops), delay)]
-print(
-    f"| {label} | `{options}` | {len(stops)} | **{load['failed']:,}** / {load['requests']:,} "
-    f"| {statistics.mean(stop):.2f} / {statistics.median(stop):.2f} / {max(stop):.2f} s "
-    f"| {statistics.mean(past):+.2f} s "
-    f"| {statistics.mean(delay):.2f} s ({min(delay):.2f}-{max(delay):.2f}) |"
-)
-EOF
-}
-
-say "building (release)"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+say "building (release); load average $LOAD_START on $(nproc) cores"
 (cd "$REPO" && timeout "$(left)" cargo build --release --quiet --bin drainit --example app --example loadgen)
 DRAINIT=$REPO/target/release/drainit
 APP=$REPO/target/release/examples/app
@@ -239,6 +227,12 @@ LOADGEN=$REPO/target/release/examples/loadgen
 mkdir -p "$OUT"
 say "output: $OUT"
 command -v ss >/dev/null || die "needs ss (apt-get install iproute2)"
+# The plot needs matplotlib: Debian's python3-matplotlib, when the first
+# python3 on the PATH lacks it.
+PY=python3
+if ! "$PY" -c 'import matplotlib' 2>/dev/null && /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+	PY=/usr/bin/python3
+fi
 
 mapfile -t LINES <<<"$VARIANTS"
 ROWS=()
@@ -247,17 +241,28 @@ for n in "${!LINES[@]}"; do
 	read -r -a opts <<<"$options"
 	say "$label"
 	if ! known "${opts[@]}"; then
-		ROWS+=("| $label | \`$options\` | skipped: this drainit does not know the option | | | | |")
+		ROWS+=("| $label | \`$options\` | skipped: this drainit does not know the option | | | | | | | |")
 		continue
 	fi
 	run_variant "$OUT/variant-$n" "${opts[@]}"
-	ROWS+=("$(row "$label" "$options" "$OUT/variant-$n")")
+	python3 -c 'import json, sys; json.dump({"label": sys.argv[1], "options": sys.argv[2]}, sys.stdout)' \
+		"$label" "$options" >"$OUT/variant-$n/meta.json"
+	ROWS+=("$("$PY" "$REPO/bench/quiet.py" row "$OUT/variant-$n")")
 done
 
 {
-	echo "<!-- bench/quiet.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores; BACKENDS=$BACKENDS STOPS=$STOPS RATE=$RATE CONNS=$CONNS WORK_MS=$WORK_MS SEED=$SEED SETTLE=$SETTLE PROXY_SOURCE=$PROXY_SOURCE -->"
+	echo "<!-- bench/quiet.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, load average $LOAD_START at the start and $(cut -d' ' -f1-3 /proc/loadavg) at the end; BACKENDS=$BACKENDS STOPS=$STOPS RATE=$RATE CONNS=$CONNS WORK_MS=$WORK_MS SEED=$SEED SETTLE=$SETTLE PROXY_SOURCE=$PROXY_SOURCE -->"
 	echo
-	echo "| variant | drainit options | stops | failed / requests | SIGTERM → old drainit exits, mean / p50 / max | exit − propagation delay, mean | propagation delay drawn, mean (min-max) |"
-	echo "|---|---|---|---|---|---|---|"
+	echo "| variant | drainit options | stops | failed / requests | SIGTERM → old drainit exits, mean / p50 / max | exit − propagation delay, mean | exit − proxy's removal, mean (min to max) | wait ended | propagation delay drawn, mean (min-max) | loadgen sent late, p99 / max |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
 	printf '%s\n' "${ROWS[@]}"
+	echo
+	"$PY" "$REPO/bench/quiet.py" notes "$OUT"
 } | tee "$OUT/table.md"
+
+"$PY" "$REPO/bench/quiet.py" plot "$OUT" "$OUT/quiet-drain.png"
+if [[ -f $OUT/quiet-drain.png && -n $DOCS_PNG ]]; then
+	mkdir -p "$(dirname "$DOCS_PNG")"
+	cp "$OUT/quiet-drain.png" "$DOCS_PNG"
+	say "$DOCS_PNG updated"
+fi
