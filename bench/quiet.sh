@@ -107,13 +107,16 @@ ctl() {
 
 # start_backend DIR NAME OPTIONS...: the app under drainit as PID 1 of a new
 # PID namespace, on new ports; sets OUTER (unshare), INIT (drainit's pid
-# here) and APP_PORT.
+# here) and APP_PORT. No control socket: the backends share the host's
+# /run, and the first one would take /run/drainit.sock from whatever else
+# runs drainit on this machine (tests, other benchmarks); the bench drives
+# drainit by signals only.
 start_backend() {
 	local dir=$1 name=$2 health
 	shift 2
 	read -r APP_PORT health <<<"$(ports 2)"
 	DRAINIT_LOG=info unshare --pid --fork --mount-proc --kill-child \
-		"$DRAINIT" --health-addr "127.0.0.1:$health" "$@" -- \
+		"$DRAINIT" --health-addr "127.0.0.1:$health" --control-socket none "$@" -- \
 		"$APP" --listen "127.0.0.1:$APP_PORT" --name "$name" --work-ms "$WORK_MS" \
 		</dev/null >>"$dir/$name.log" 2>&1 &
 	OUTER=$!
