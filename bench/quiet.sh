@@ -37,7 +37,7 @@
 set -euo pipefail
 
 BACKENDS=${BACKENDS:-3}
-STOPS=${STOPS:-20}
+STOPS=${STOPS:-24}            # stops per variant: 8 per backend with 3
 RATE=${RATE:-100}             # requests/s through the proxy
 CONNS=${CONNS:-16}            # loadgen's keep-alive connections
 WORK_MS=${WORK_MS:-5}         # the app's work per request
