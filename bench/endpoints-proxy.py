@@ -13,10 +13,20 @@ sending requests there; a request that meets a closed port or a closed
 connection is answered 502, as a proxy without retries does.
 
   endpoints-proxy.py --listen PORT --control PORT --seed N --log FILE
-                     [--delay-min S] [--delay-max S] [NAME=HOST:PORT ...]
+                     [--delay-min S] [--delay-max S] [--source ADDR]
+                     [NAME=HOST:PORT ...]
 
-Both ports are on 127.0.0.1. Control: one command per TCP connection,
-one line, one line of answer:
+Both ports are on 127.0.0.1. The connections to the backends come from
+--source, 127.0.0.2 by default, and not from 127.0.0.1: drainit's quiet
+drain (--drain-until-quiet) never counts a peer at exactly 127.0.0.1, ::1
+or ::ffff:127.0.0.1 as traffic, since those are its own checks and the
+probes run inside the container, while any other 127/8 address counts,
+as Istio's sidecar at 127.0.0.6 does. From 127.0.0.1 the proxy's
+requests would be invisible to the quiet drain and every quiet wait would
+end at once. Linux routes all of 127.0.0.0/8 to loopback, so the traffic
+stays there; --source must be in it.
+
+Control: one command per TCP connection, one line, one line of answer:
 
   add NAME HOST:PORT   route to it from now on                  -> ok
   gone NAME            draw the delay, remove NAME after it      -> the delay, s
@@ -32,6 +42,7 @@ exit the requests and 502s per backend.
 import argparse
 import http.client
 import http.server
+import ipaddress
 import json
 import random
 import signal
@@ -58,8 +69,10 @@ class Log:
 class Backend:
     """One endpoint and its idle keep-alive connections."""
 
-    def __init__(self, name, host, port):
+    def __init__(self, name, host, port, source):
         self.name, self.host, self.port = name, host, port
+        # (address, 0): any free port on the source address (see --source).
+        self.source = (source, 0)
         self.idle = []
         self.removed = False
         self.lock = threading.Lock()
@@ -71,7 +84,9 @@ class Backend:
             self.requests += 1
             if self.idle:
                 return self.idle.pop()
-        return http.client.HTTPConnection(self.host, self.port, timeout=BACKEND_TIMEOUT)
+        return http.client.HTTPConnection(
+            self.host, self.port, timeout=BACKEND_TIMEOUT, source_address=self.source
+        )
 
     def release(self, conn, reusable):
         with self.lock:
@@ -105,8 +120,8 @@ class Backend:
 class Table:
     """The routed backends, as the last endpoint update left them."""
 
-    def __init__(self, log, rng, delay_min, delay_max):
-        self.log, self.rng = log, rng
+    def __init__(self, log, rng, delay_min, delay_max, source):
+        self.log, self.rng, self.source = log, rng, source
         self.delay_min, self.delay_max = delay_min, delay_max
         self.lock = threading.Lock()
         self.routed = []
@@ -123,7 +138,7 @@ class Table:
             return self.routed[self.turn % len(self.routed)]
 
     def add(self, name, host, port):
-        backend = Backend(name, host, port)
+        backend = Backend(name, host, port, self.source)
         with self.lock:
             self.all[name] = backend
             self.routed.append(backend)
@@ -242,17 +257,23 @@ def main():
     parser.add_argument("--log", required=True)
     parser.add_argument("--delay-min", type=float, default=1.0)
     parser.add_argument("--delay-max", type=float, default=5.0)
+    # Not 127.0.0.1: see the top of this file.
+    parser.add_argument("--source", default="127.0.0.2",
+                        help="the address the connections to the backends come from")
     parser.add_argument("backends", nargs="*", metavar="NAME=HOST:PORT")
     args = parser.parse_args()
+    if ipaddress.ip_address(args.source) not in ipaddress.ip_network("127.0.0.0/8"):
+        parser.error(f"--source {args.source}: the bench keeps all traffic on 127.0.0.0/8")
     log = Log(args.log)
-    table = Table(log, random.Random(args.seed), args.delay_min, args.delay_max)
+    table = Table(log, random.Random(args.seed), args.delay_min, args.delay_max, args.source)
     for spec in args.backends:
         name, _, addr = spec.partition("=")
         table.add(name, *split_addr(addr))
     front = Server(("127.0.0.1", args.listen), frontend(table))
     ctl = ControlServer(("127.0.0.1", args.control), control(table))
     threading.Thread(target=ctl.serve_forever, daemon=True).start()
-    log.event("start", seed=args.seed, delay_min=args.delay_min, delay_max=args.delay_max)
+    log.event("start", seed=args.seed, delay_min=args.delay_min, delay_max=args.delay_max,
+              source=args.source)
     # SIGTERM ends it like Ctrl-C: through the finally below, with totals.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

@@ -21,28 +21,41 @@
 # this drainit does not know (exit 2, "unknown option") is reported as
 # skipped, so the quiet drain's row waits for the option to exist.
 #
+# The proxy connects to the apps from PROXY_SOURCE (127.0.0.2), not from
+# 127.0.0.1: the quiet drain never counts a peer at exactly 127.0.0.1 (or
+# ::1) as traffic, since inside a container those are drainit's own checks
+# and probes; any other 127/8 address counts, like Istio's 127.0.0.6. From
+# 127.0.0.1 the quiet drain would see no traffic at all here and every
+# quiet wait would end at once (PROXY_SOURCE=127.0.0.1 shows it).
+#
 # Every process it starts is killed by pid when it exits, all traffic stays
-# on 127.0.0.0/8 (so the proxy is a loopback peer of the apps: see the
-# README about what the quiet drain must count), and the whole run stays
-# within BUDGET seconds. Output: a Markdown table on stdout (also in
-# bench/out/quiet-<time>/table.md), and per variant the proxy's and
-# loadgen's logs and every stop (stops.csv).
+# on 127.0.0.0/8, and the whole run stays within BUDGET seconds. Output: a
+# Markdown table on stdout (also in bench/out/quiet-<time>/table.md), the
+# plot (bench/quiet.py, matplotlib) copied to DOCS_PNG, and per variant the
+# proxy's and loadgen's logs, every stop (stops.csv) and each backend's log
+# (drainit at DRAINIT_LOG=info: the line that says why each wait ended).
 set -euo pipefail
 
 BACKENDS=${BACKENDS:-3}
-STOPS=${STOPS:-20}
+STOPS=${STOPS:-24}            # stops per variant: 8 per backend with 3
 RATE=${RATE:-100}             # requests/s through the proxy
 CONNS=${CONNS:-16}            # loadgen's keep-alive connections
 WORK_MS=${WORK_MS:-5}         # the app's work per request
 SEED=${SEED:-15}              # the proxy's propagation delays
 SETTLE=${SETTLE:-0.5}         # pause between one stop's end and the next
+PROXY_SOURCE=${PROXY_SOURCE:-127.0.0.2} # the proxy's address towards the apps; not 127.0.0.1 (above)
 BUDGET=${BUDGET:-900}         # seconds for the whole script, build included
+# --drain-delay 0: the least wait; the default 3 s would hold short stops.
+# The wait's cap, --drain-timeout, is --stop-timeout's 10 s: room for the
+# 5 s worst case plus the window, and drainit's stop budget holds.
 VARIANTS=${VARIANTS:-"--drain-delay 0.5 (too short)|--drain-delay 0.5
 --drain-delay 5 (covers the worst case)|--drain-delay 5
---drain-until-quiet 0.5|--drain-until-quiet 0.5 --drain-delay 0 --drain-timeout 15"}
+--drain-until-quiet 0.5|--drain-until-quiet 0.5 --drain-delay 0"}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$REPO/bench/out/quiet-$(date +%Y%m%d-%H%M%S)}
+# Where the plot is copied; empty: leave docs/ alone (trial runs).
+DOCS_PNG=${DOCS_PNG-$REPO/docs/quiet-drain.png}
 DEADLINE=$((SECONDS + BUDGET))
 
 # STARTED, forget and the EXIT trap that kills what is still running.
@@ -79,6 +92,9 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 ports() { python3 "$REPO/bench/rolling.py" free-ports "$1"; }
 
+# The peers of the established connections to 127.0.0.1:PORT, one a line.
+peers() { ss -Htn state established "( sport = :$1 )" | awk '{ sub(/:[0-9]+$/, "", $NF); print $NF }' | sort -u; }
+
 # ctl COMMAND...: one command to the proxy's control port; prints the answer.
 ctl() {
 	local reply
@@ -91,13 +107,16 @@ ctl() {
 
 # start_backend DIR NAME OPTIONS...: the app under drainit as PID 1 of a new
 # PID namespace, on new ports; sets OUTER (unshare), INIT (drainit's pid
-# here) and APP_PORT.
+# here) and APP_PORT. No control socket: the backends share the host's
+# /run, and the first one would take /run/drainit.sock from whatever else
+# runs drainit on this machine (tests, other benchmarks); the bench drives
+# drainit by signals only.
 start_backend() {
 	local dir=$1 name=$2 health
 	shift 2
 	read -r APP_PORT health <<<"$(ports 2)"
-	unshare --pid --fork --mount-proc --kill-child \
-		"$DRAINIT" --health-addr "127.0.0.1:$health" "$@" -- \
+	DRAINIT_LOG=info unshare --pid --fork --mount-proc --kill-child \
+		"$DRAINIT" --health-addr "127.0.0.1:$health" --control-socket none "$@" -- \
 		"$APP" --listen "127.0.0.1:$APP_PORT" --name "$name" --work-ms "$WORK_MS" \
 		</dev/null >>"$dir/$name.log" 2>&1 &
 	OUTER=$!
@@ -169,7 +188,8 @@ run_variant() {
 		specs+=("s$((i + 1))-0=127.0.0.1:$APP_PORT")
 	done
 	python3 "$REPO/bench/endpoints-proxy.py" --listen "$front" --control "$CONTROL" \
-		--seed "$SEED" --log "$dir/proxy.jsonl" "${specs[@]}" 2>"$dir/proxy.err" &
+		--seed "$SEED" --source "$PROXY_SOURCE" --log "$dir/proxy.jsonl" "${specs[@]}" \
+		2>"$dir/proxy.err" &
 	proxy=$!
 	STARTED+=("$proxy:$BASHPID:TERM")
 	wait_until "the proxy" 10 listening "$CONTROL"
@@ -178,6 +198,10 @@ run_variant() {
 	loadgen=$!
 	STARTED+=("$loadgen:$BASHPID:TERM")
 	sleep 2
+	# The premise of the quiet row: the apps see the proxy at PROXY_SOURCE.
+	local seen
+	seen=$(peers "${specs[0]##*:}" | paste -sd ' ')
+	[[ $seen == "$PROXY_SOURCE" ]] || die "the first app's peers are '$seen', not $PROXY_SOURCE"
 	echo "backend,propagation_s,t_term,t_exit,t_removed" >"$dir/stops.csv"
 	for ((k = 1; k <= STOPS; k++)); do
 		(($(left) > 0)) || die "time budget of $BUDGET s used up after $((k - 1)) stops"
@@ -197,33 +221,21 @@ run_variant() {
 	STARTED=()
 }
 
-# One Markdown row from a variant's stops.csv and loadgen.json.
-row() {
-	python3 - "$@" <<'EOF'
-import csv, json, statistics, sys
-
-label, options, directory = sys.argv[1:4]
-stops = list(csv.DictReader(open(f"{directory}/stops.csv")))
-load = json.load(open(f"{directory}/loadgen.json"))
-stop = sorted(float(s["t_exit"]) - float(s["t_term"]) for s in stops)
-delay = [float(s["propagation_s"]) for s in stops]
-past = [t - d for t, d in zip((float(s["t_exit"]) - float(s["t_term"]) for s in stops), delay)]
-print(
-    f"| {label} | `{options}` | {len(stops)} | **{load['failed']:,}** / {load['requests']:,} "
-    f"| {statistics.mean(stop):.2f} / {statistics.median(stop):.2f} / {max(stop):.2f} s "
-    f"| {statistics.mean(past):+.2f} s "
-    f"| {statistics.mean(delay):.2f} s ({min(delay):.2f}-{max(delay):.2f}) |"
-)
-EOF
-}
-
-say "building (release)"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+say "building (release); load average $LOAD_START on $(nproc) cores"
 (cd "$REPO" && timeout "$(left)" cargo build --release --quiet --bin drainit --example app --example loadgen)
 DRAINIT=$REPO/target/release/drainit
 APP=$REPO/target/release/examples/app
 LOADGEN=$REPO/target/release/examples/loadgen
 mkdir -p "$OUT"
 say "output: $OUT"
+command -v ss >/dev/null || die "needs ss (apt-get install iproute2)"
+# The plot needs matplotlib: Debian's python3-matplotlib, when the first
+# python3 on the PATH lacks it.
+PY=python3
+if ! "$PY" -c 'import matplotlib' 2>/dev/null && /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+	PY=/usr/bin/python3
+fi
 
 mapfile -t LINES <<<"$VARIANTS"
 ROWS=()
@@ -232,17 +244,28 @@ for n in "${!LINES[@]}"; do
 	read -r -a opts <<<"$options"
 	say "$label"
 	if ! known "${opts[@]}"; then
-		ROWS+=("| $label | \`$options\` | skipped: this drainit does not know the option | | | | |")
+		ROWS+=("| $label | \`$options\` | skipped: this drainit does not know the option | | | | | | | |")
 		continue
 	fi
 	run_variant "$OUT/variant-$n" "${opts[@]}"
-	ROWS+=("$(row "$label" "$options" "$OUT/variant-$n")")
+	python3 -c 'import json, sys; json.dump({"label": sys.argv[1], "options": sys.argv[2]}, sys.stdout)' \
+		"$label" "$options" >"$OUT/variant-$n/meta.json"
+	ROWS+=("$("$PY" "$REPO/bench/quiet.py" row "$OUT/variant-$n")")
 done
 
 {
-	echo "<!-- bench/quiet.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores; BACKENDS=$BACKENDS STOPS=$STOPS RATE=$RATE CONNS=$CONNS WORK_MS=$WORK_MS SEED=$SEED SETTLE=$SETTLE -->"
+	echo "<!-- bench/quiet.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, load average $LOAD_START at the start and $(cut -d' ' -f1-3 /proc/loadavg) at the end; BACKENDS=$BACKENDS STOPS=$STOPS RATE=$RATE CONNS=$CONNS WORK_MS=$WORK_MS SEED=$SEED SETTLE=$SETTLE PROXY_SOURCE=$PROXY_SOURCE -->"
 	echo
-	echo "| variant | drainit options | stops | failed / requests | SIGTERM → old drainit exits, mean / p50 / max | exit − propagation delay, mean | propagation delay drawn, mean (min-max) |"
-	echo "|---|---|---|---|---|---|---|"
+	echo "| variant | drainit options | stops | failed / requests | SIGTERM → old drainit exits, mean / p50 / max | exit − propagation delay, mean | exit − proxy's removal, mean (min to max) | wait ended | propagation delay drawn, mean (min-max) | loadgen sent late, p99 / max |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
 	printf '%s\n' "${ROWS[@]}"
+	echo
+	"$PY" "$REPO/bench/quiet.py" notes "$OUT"
 } | tee "$OUT/table.md"
+
+"$PY" "$REPO/bench/quiet.py" plot "$OUT" "$OUT/quiet-drain.png"
+if [[ -f $OUT/quiet-drain.png && -n $DOCS_PNG ]]; then
+	mkdir -p "$(dirname "$DOCS_PNG")"
+	cp "$OUT/quiet-drain.png" "$DOCS_PNG"
+	say "$DOCS_PNG updated"
+fi
