@@ -223,14 +223,15 @@ fn warn_if_over_budget(config: &Config) {
     if config.drain.on.is_empty() {
         return;
     }
-    let grace = config.stop.grace.unwrap_or_default();
-    let total = config.drain.longest_wait() + grace;
+    let wait = config.drain.longest_wait();
+    let total = wait + config.stop.grace.unwrap_or_default();
     if total > config.stop_timeout {
+        let parts = match config.stop.grace {
+            Some(grace) => format!("drain wait ({wait:?}) + grace ({grace:?}) = {total:?}"),
+            None => format!("drain wait ({wait:?})"),
+        };
         warn!(
-            "drain wait ({:?}) + grace ({:?}) = {:?} exceeds the stop timeout of {:?}: the orchestrator will SIGKILL first (raise docker stop -t / stop_grace_period / terminationGracePeriodSeconds)",
-            config.drain.longest_wait(),
-            grace,
-            total,
+            "{parts} exceeds the stop timeout of {:?}: the orchestrator will SIGKILL first (raise docker stop -t / stop_grace_period / terminationGracePeriodSeconds)",
             config.stop_timeout
         );
     }
