@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::ToSocketAddrs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -159,6 +159,16 @@ impl Check {
         }
     }
 
+    /// Relative paths mean the directory drainit started in, which it may
+    /// leave once the child runs (dumb-init's mode).
+    fn anchored(self, workdir: &Path) -> Check {
+        match self {
+            Check::File(path) => Check::File(workdir.join(path)),
+            Check::Live(path) => Check::Live(workdir.join(path)),
+            other => other,
+        }
+    }
+
     fn is_liveness(&self) -> bool {
         matches!(self, Check::Live(_))
     }
@@ -200,6 +210,8 @@ pub fn start(
     if checks.is_empty() {
         return Ok(());
     }
+    let workdir = std::env::current_dir()?;
+    let checks: Vec<Check> = checks.into_iter().map(|c| c.anchored(&workdir)).collect();
     let settings = settings.clone();
     signals::spawn(thread::Builder::new().name("checks".into()), move || {
         let mut threshold = Threshold {
@@ -212,7 +224,7 @@ pub fn start(
             let started = Instant::now();
             let reports: Vec<CheckReport> = checks
                 .iter()
-                .map(|c| run(c, &settings, &inherited))
+                .map(|c| run(c, &settings, &inherited, &workdir))
                 .collect();
             record(
                 &reports,
@@ -255,7 +267,12 @@ fn record(reports: &[CheckReport], threshold: &mut Threshold, shared: &Shared, g
     }
 }
 
-fn run(check: &Check, settings: &CheckSettings, inherited: &Inherited) -> CheckReport {
+fn run(
+    check: &Check,
+    settings: &CheckSettings,
+    inherited: &Inherited,
+    workdir: &Path,
+) -> CheckReport {
     let started = Instant::now();
     let result = match check {
         Check::Http(url) => check_http(url, settings),
@@ -267,7 +284,7 @@ fn run(check: &Check, settings: &CheckSettings, inherited: &Inherited) -> CheckR
                 Err("does not exist".into())
             }
         }
-        Check::Cmd(argv) => check_cmd(argv, settings.timeout, inherited),
+        Check::Cmd(argv) => check_cmd(argv, settings.timeout, inherited, workdir),
         Check::Live(path) => check_live(path, settings.live_max_age),
     };
     CheckReport {
@@ -323,10 +340,16 @@ fn check_live(path: &PathBuf, max_age: Duration) -> Result<(), String> {
 
 /// Runs a check command in its own process group, with the signal state
 /// drainit inherited; on timeout the whole group is killed.
-fn check_cmd(argv: &[String], timeout: Duration, inherited: &Inherited) -> Result<(), String> {
+fn check_cmd(
+    argv: &[String],
+    timeout: Duration,
+    inherited: &Inherited,
+    workdir: &Path,
+) -> Result<(), String> {
     let mut command = Command::new(&argv[0]);
     command
         .args(&argv[1..])
+        .current_dir(workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

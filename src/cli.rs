@@ -33,6 +33,9 @@ pub struct Config {
     pub process_group: bool,
     /// The child gets its own session (dumb-init's default mode).
     pub setsid: bool,
+    /// Once the child runs, drainit moves to / as dumb-init does, so that
+    /// it keeps no directory (and no file system) busy.
+    pub leave_workdir: bool,
     pub pdeath_signal: Option<c_int>,
     pub remap_exit: Vec<i32>,
     pub log_filter: String,
@@ -62,6 +65,7 @@ impl Default for Config {
             subreaper: false,
             process_group: false,
             setsid: false,
+            leave_workdir: false,
             pdeath_signal: None,
             remap_exit: Vec::new(),
             log_filter: "warn".into(),
@@ -195,8 +199,9 @@ pub static OPTIONS: &[Opt<Config>] = &[
             },
         ],
         "dumb-init's default mode: the child gets a session of its own, signals go to its \
-         process group, and SIGTSTP/SIGTTIN/SIGTTOU stop drainit too, as shell job control \
-         expects (on when drainit runs under the name dumb-init)",
+         process group, SIGTSTP/SIGTTIN/SIGTTOU become SIGSTOP (unless -r says otherwise) \
+         and stop drainit too, as shell job control expects (on when drainit runs under the \
+         name dumb-init)",
         |c, _| set_setsid(c, "1"),
     ),
     flag(
@@ -626,12 +631,14 @@ fn set_dumb_init_debug(c: &mut Config, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// dumb-init's setsid mode on or off; off is its single-child mode.
+/// dumb-init's setsid mode on or off; off is its single-child mode. Asking
+/// for it asks for dumb-init's job control too, which dumb-init keeps in
+/// both modes.
 fn set_setsid(c: &mut Config, value: &str) -> Result<(), String> {
     let on = opts::parse_bool(value)?;
     c.setsid = on;
     c.process_group = on;
-    c.stop.job_control = on;
+    c.stop.job_control |= on;
     Ok(())
 }
 
@@ -650,6 +657,7 @@ pub fn parse(
     };
     if as_dumb_init {
         set_setsid(&mut config, "1")?;
+        config.leave_workdir = true;
     }
     given.apply(OPTIONS, &mut config, env)?;
     config.token_on_command_line = given.has("control-token");
@@ -668,6 +676,13 @@ pub fn parse(
 impl Config {
     /// Decisions that take several options together.
     fn settle(&mut self) -> Result<(), String> {
+        // A stopped child in its own session would leave the job running
+        // for the shell: dumb-init stops the whole group, unless told how.
+        if self.setsid {
+            for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+                self.stop.rewrites.add_default(sig, libc::SIGSTOP);
+            }
+        }
         // Draining needs somebody to tell: without an endpoint a drain
         // signal would only be delayed.
         if self.health_addr.is_none() && self.agent_addr.is_none() {
@@ -773,16 +788,47 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        run_as("drainit", args, env)
+    }
+
+    fn run_as(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         let lookup = |k: &str| {
             env.iter()
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         };
-        match parse(OsStr::new("drainit"), &args, &lookup)? {
+        match parse(OsStr::new(name), &args, &lookup)? {
             Invocation::Run(c) => Ok(*c),
             other => Err(format!("{other:?}")),
         }
+    }
+
+    /// dumb-init stops itself on a job-control stop in both its modes, and
+    /// in setsid mode stops the child's group with SIGSTOP unless -r says
+    /// otherwise; tini's way (drainit's default) does neither.
+    #[test]
+    fn job_control_as_dumb_init_does_it() {
+        let tstp = |c: &Config| c.stop.rewrites.apply(libc::SIGTSTP);
+        let c = run_as("/usr/bin/dumb-init", &["x"], &[]).unwrap();
+        assert!(c.stop.job_control && c.leave_workdir);
+        assert_eq!(tstp(&c), Some(libc::SIGSTOP));
+        let c = run_as("dumb-init", &["-c", "x"], &[]).unwrap();
+        assert!(c.stop.job_control && !c.setsid);
+        assert_eq!(tstp(&c), Some(libc::SIGTSTP));
+        let c = run_as("dumb-init", &["-r", "20:10", "x"], &[]).unwrap();
+        assert_eq!(tstp(&c), Some(libc::SIGUSR1));
+        assert_eq!(
+            c.stop.rewrites.apply(libc::SIGTTOU),
+            Some(libc::SIGSTOP),
+            "the other two keep their default"
+        );
+        let c = run(&["--setsid", "x"], &[]).unwrap();
+        assert!(c.stop.job_control && !c.leave_workdir);
+        assert_eq!(tstp(&c), Some(libc::SIGSTOP));
+        let c = run(&["x"], &[]).unwrap();
+        assert!(!c.stop.job_control && !c.leave_workdir);
+        assert_eq!(tstp(&c), Some(libc::SIGTSTP));
     }
 
     #[test]

@@ -252,8 +252,8 @@ pub struct StopPolicy {
     /// Adopted daemons get the stop signal with the child and are waited
     /// for; otherwise they are killed once the child is gone (tini).
     pub wait_adopted: bool,
-    /// dumb-init's setsid mode: a job-control stop (SIGTSTP, SIGTTIN,
-    /// SIGTTOU) stops drainit as well once forwarded.
+    /// dumb-init's way: a job-control stop (SIGTSTP, SIGTTIN, SIGTTOU)
+    /// stops drainit as well once forwarded.
     pub job_control: bool,
 }
 
@@ -283,9 +283,10 @@ pub enum Action {
     /// Send this (rewritten) signal to the child and to adopted daemons:
     /// it asks them to exit.
     Stop(c_int),
-    /// Send this (rewritten) job-control stop to the child, then stop
-    /// drainit itself, as a shell expects of dumb-init.
-    Suspend(c_int),
+    /// Send this (rewritten) job-control stop to the child, unless the
+    /// rewrite dropped it, then stop drainit itself, as a shell expects of
+    /// dumb-init.
+    Suspend(Option<c_int>),
     /// The grace period is over: SIGKILL the child's group and adopted daemons.
     Kill,
     /// The child is gone: SIGTERM what it left behind that never had a
@@ -434,12 +435,14 @@ impl Machine {
         if self.drain.on.contains(&received) {
             return self.drain_signal(received, now);
         }
-        let Some(sig) = self.stop.rewrites.apply(received) else {
+        let rewritten = self.stop.rewrites.apply(received);
+        // dumb-init stops itself even when the stop is rewritten away.
+        if self.stop.job_control && signals::is_job_control_stop(received) {
+            return Action::Suspend(rewritten);
+        }
+        let Some(sig) = rewritten else {
             return Action::Nothing;
         };
-        if self.stop.job_control && signals::is_job_control_stop(received) {
-            return Action::Suspend(sig);
-        }
         if !signals::is_terminating(sig) || matches!(self.state, State::Stopping(_)) {
             return Action::Forward(sig);
         }
@@ -448,8 +451,9 @@ impl Machine {
             .drain()
             .cloned()
             .map(|d| finish(d, now, Ended::Signal));
+        // stop() rewrites what it is given: hand it the signal as received.
         self.stop(
-            sig,
+            received,
             drain,
             now,
             &format!("{} forwarded", signals::name(sig)),
@@ -1149,5 +1153,45 @@ mod tests {
         assert_eq!(m.next_deadline(), None, "no grace: no SIGKILL from drainit");
         assert_eq!(m.on_signal(TERM, t0), Action::Forward(TERM));
         assert_eq!(m.child_exited(0, t0), Action::KillLeftovers);
+    }
+
+    /// Each received signal is rewritten exactly once: swapped signals
+    /// stay swapped on the way to a stop.
+    #[test]
+    fn a_stop_signal_is_rewritten_once() {
+        let t0 = Instant::now();
+        let mut rewrites = Rewrites::default();
+        rewrites.add("TERM:INT").unwrap();
+        rewrites.add("INT:TERM").unwrap();
+        let stop = StopPolicy {
+            rewrites,
+            ..StopPolicy::default()
+        };
+        let mut m = Machine::new(DrainPolicy::default(), stop);
+        assert_eq!(m.on_signal(TERM, t0), Action::Stop(libc::SIGINT));
+    }
+
+    #[test]
+    fn a_job_control_stop_suspends_even_when_dropped() {
+        let t0 = Instant::now();
+        let mut rewrites = Rewrites::default();
+        rewrites.add("TSTP:0").unwrap();
+        rewrites.add("TTIN:STOP").unwrap();
+        let stop = StopPolicy {
+            rewrites,
+            job_control: true,
+            ..StopPolicy::default()
+        };
+        let mut m = Machine::new(DrainPolicy::default(), stop);
+        assert_eq!(m.on_signal(libc::SIGTSTP, t0), Action::Suspend(None));
+        assert_eq!(
+            m.on_signal(libc::SIGTTIN, t0),
+            Action::Suspend(Some(libc::SIGSTOP))
+        );
+        assert_eq!(
+            m.on_signal(libc::SIGTTOU, t0),
+            Action::Suspend(Some(libc::SIGTTOU))
+        );
+        assert_eq!(m.state().name(), "starting");
     }
 }

@@ -49,7 +49,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use libc::c_int;
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use nix::sys::prctl;
 
 use crate::cli::{Config, Invocation, SocketChoice, EXIT_USAGE};
@@ -136,9 +136,10 @@ fn run(config: Config, inherited: Inherited) -> c_int {
     if config.token_on_command_line {
         warn!("--control-token can be read by any user in /proc/PID/cmdline; pass the token as {CONTROL_TOKEN_ENV} or with --control-token-file");
     }
-    if let Err(e) = become_reaper(&config) {
-        return fail(&e);
-    }
+    let reaps_orphans = match become_reaper(&config) {
+        Ok(reaps) => reaps,
+        Err(e) => return fail(&e),
+    };
     warn_if_over_budget(&config);
     let mut machine = Machine::new(config.drain.clone(), config.stop.clone());
     if config.setsid && spawn::give_up_terminal() {
@@ -180,8 +181,17 @@ fn run(config: Config, inherited: Inherited) -> c_int {
     if let Err(e) = checks::start(&config.checks, Arc::clone(&shared), inherited) {
         warn!("cannot start the checks thread: {e}; readiness stays as it is");
     }
+    if config.leave_workdir {
+        if let Err(e) = std::env::set_current_dir("/") {
+            debug!("cannot move to /: {e}");
+        }
+    }
     let settings = supervisor::Settings {
         process_group: config.process_group,
+        // What the child's session left behind is out of drainit's sight
+        // unless it reaps orphans; dumb-init's answer is a SIGTERM to the
+        // whole group.
+        term_group_on_exit: config.setsid && !reaps_orphans,
         warn_on_reap: config.warn_on_reap,
         remap_exit: config.remap_exit,
     };
@@ -194,7 +204,8 @@ fn run(config: Config, inherited: Inherited) -> c_int {
 
 /// As PID 1, drainit inherits every orphan. Otherwise it must ask for
 /// them, unless whoever started it has already made it a subreaper.
-fn become_reaper(config: &Config) -> Result<(), String> {
+/// Returns whether orphans come to drainit.
+fn become_reaper(config: &Config) -> Result<bool, String> {
     if let Some(sig) = config.pdeath_signal {
         // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and nothing
         // else; nix's wrapper cannot name real-time signals.
@@ -206,15 +217,17 @@ fn become_reaper(config: &Config) -> Result<(), String> {
         }
     }
     if std::process::id() == 1 || prctl::get_child_subreaper().unwrap_or(false) {
-        return Ok(());
+        return Ok(true);
     }
     if !config.subreaper {
         warn!(
             "not running as PID 1 and not a subreaper (-s): orphaned processes will not be reaped"
         );
-        return Ok(());
+        return Ok(false);
     }
-    prctl::set_child_subreaper(true).map_err(|e| format!("cannot register as child subreaper: {e}"))
+    prctl::set_child_subreaper(true)
+        .map(|()| true)
+        .map_err(|e| format!("cannot register as child subreaper: {e}"))
 }
 
 /// A stop that outlasts the orchestrator's budget ends in its SIGKILL,

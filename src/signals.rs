@@ -292,6 +292,13 @@ impl Rewrites {
         Ok(())
     }
 
+    /// Rewrites `from` to `to` unless a rewrite of `from` was given.
+    pub fn add_default(&mut self, from: c_int, to: c_int) {
+        if self.0.iter().all(|(f, _)| *f != from) {
+            self.0.push((from, to));
+        }
+    }
+
     /// The signal to forward for `sig`, or `None` when it is dropped.
     pub fn apply(&self, sig: c_int) -> Option<c_int> {
         let to = self

@@ -25,6 +25,8 @@ use crate::signals::{self, Mask};
 pub struct Settings {
     /// Signals go to the child's process group (-g), not the child alone.
     pub process_group: bool,
+    /// Once the child exits, SIGTERM its process group.
+    pub term_group_on_exit: bool,
     pub warn_on_reap: bool,
     /// Child exit codes that drainit reports as 0 (-e).
     pub remap_exit: Vec<i32>,
@@ -136,10 +138,12 @@ impl Supervisor {
                 self.signal_adopted(sig);
             }
             Action::Suspend(sig) => {
-                self.forward(sig);
+                if let Some(sig) = sig {
+                    self.forward(sig);
+                }
                 // As PID 1 the kernel drops this (init cannot be stopped
                 // from inside its namespace), as it does for dumb-init.
-                debug!("stopping drainit itself after {}", signals::name(sig));
+                debug!("stopping drainit itself after a job-control stop");
                 let _ = signals::send(self.me, libc::SIGSTOP);
             }
             Action::Kill => self.kill_at_grace_end(),
@@ -246,6 +250,13 @@ impl Supervisor {
 
     fn on_child_exit(&mut self, code: i32) {
         self.exit = Some(code);
+        if self.settings.term_group_on_exit {
+            debug!(
+                "sending SIGTERM to the child's process group {}",
+                self.child
+            );
+            let _ = signals::send(-self.child, libc::SIGTERM);
+        }
         self.shared.child_pid.store(0, Ordering::Relaxed);
         let action = self
             .shared

@@ -195,6 +195,15 @@ fn rewrite_maps_signals_by_name_or_number() {
     assert_eq!(rec.init.code(secs(10.0)), 0, "log:\n{}", rec.init.stderr());
 }
 
+/// A stop signal is rewritten once: swapped, TERM arrives as INT (and
+/// ends sigrec), not rewritten back to TERM on its way to the stop.
+#[test]
+fn swapped_stop_signals_stay_swapped() {
+    let mut rec = start(&["-r", "TERM:INT", "-r", "INT:TERM"], &[], &[]);
+    send_and_see(&rec.init, libc::SIGTERM, &rec.out, libc::SIGINT);
+    assert_eq!(rec.init.code(secs(10.0)), 0, "log:\n{}", rec.init.stderr());
+}
+
 #[test]
 fn rewrite_from_the_environment() {
     let env = [("DRAINIT_REWRITE", "TERM:USR1, HUP:USR2")];

@@ -270,31 +270,146 @@ fn license_and_version_as_tini_and_dumb_init_print_them() {
     );
 }
 
-/// In dumb-init's mode a job-control stop reaches the child's group and
-/// then stops drainit too, so the shell that started it sees the job stop;
-/// SIGCONT wakes both. (As PID 1 the kernel never stops drainit, as it
-/// never stops dumb-init there: this runs drainit as a plain process.)
-#[test]
-fn job_control_stops_drainit_too_in_dumb_init_mode() {
+/// A job-control stop to drainit started as `program` with `opts`: returns
+/// whether the child recorded SIGTSTP and whether it was stopped instead.
+/// drainit must stop itself either way, and SIGCONT must wake both. (As
+/// PID 1 the kernel never stops drainit, as it never stops dumb-init
+/// there: this runs drainit as a plain process.)
+fn suspend_and_resume(program: &Path, opts: &[&str]) -> (bool, bool) {
     let files = TempDir::new("tstp");
-    let mut init = sigrec_init(
-        &files,
-        &["-s", "--health-addr", "none", "--setsid"],
-        &[],
-        &[],
-    )
-    .no_namespace()
-    .start();
+    let mut args = vec!["-s", "--health-addr", "none"];
+    args.extend_from_slice(opts);
+    let mut init = sigrec_init(&files, &args, &[], &[])
+        .program(&[&program.to_string_lossy()])
+        .no_namespace()
+        .start();
     wait_for_file(&files.path("ready"), secs(10.0));
+    let child = children_of(init.pid)[0];
+    let out = files.path("signals");
     let state = |pid: i32| stat_fields(pid).map(|f| f[0].clone()).unwrap_or_default();
     init.signal(libc::SIGTSTP);
-    wait_for_signal(&files.path("signals"), libc::SIGTSTP, secs(10.0));
+    wait_for(secs(10.0), "the child to see the stop", || {
+        recorded(&out).contains(&libc::SIGTSTP) || state(child) == "T"
+    });
+    let seen = (recorded(&out).contains(&libc::SIGTSTP), state(child) == "T");
     wait_for(secs(10.0), "drainit to stop itself", || {
         state(init.pid) == "T"
     });
     init.signal(libc::SIGCONT);
-    wait_for_signal(&files.path("signals"), libc::SIGCONT, secs(10.0));
+    wait_for_signal(&out, libc::SIGCONT, secs(10.0));
     assert_ne!(state(init.pid), "T");
     init.signal(libc::SIGTERM);
     assert_eq!(init.code(secs(10.0)), 0, "{}", init.stderr());
+    seen
+}
+
+/// dumb-init's job control: in setsid mode the child's group is stopped
+/// with SIGSTOP unless -r says otherwise; with -c the child gets SIGTSTP.
+/// drainit stops itself in both.
+#[test]
+fn job_control_stops_drainit_too_in_dumb_init_mode() {
+    let dir = TempDir::new("tstp-names");
+    let dumb_init = dir.path("dumb-init");
+    std::os::unix::fs::symlink(DRAINIT, &dumb_init).unwrap();
+    let drainit = Path::new(DRAINIT);
+    // (started as, options, (child recorded SIGTSTP, child stopped))
+    let cases: [(&Path, &[&str], (bool, bool)); 4] = [
+        (&dumb_init, &[], (false, true)),
+        (&dumb_init, &["-c"], (true, false)),
+        (drainit, &["--setsid"], (false, true)),
+        (drainit, &["--setsid", "-r", "TSTP:TSTP"], (true, false)),
+    ];
+    for (program, opts, want) in cases {
+        assert_eq!(
+            suspend_and_resume(program, opts),
+            want,
+            "{} {opts:?}: (child recorded SIGTSTP, child stopped)",
+            program.display()
+        );
+    }
+}
+
+/// In setsid mode, when orphans do not come to drainit (neither PID 1 nor
+/// a subreaper), what the child's session leaves behind gets SIGTERM once
+/// the child exits, as dumb-init sends it.
+#[test]
+fn a_setsid_child_leaves_no_job_behind_when_orphans_go_elsewhere() {
+    let files = TempDir::new("group");
+    let sigrec = sigrec_arg();
+    let (out, ready, status) = (files.arg("a"), files.arg("a-ready"), files.arg("a-status"));
+    let script = "\"$0\" --out \"$1\" --ready \"$2\" --status \"$3\" & \
+                  while [ ! -e \"$2\" ]; do sleep 0.05; done; exit 3";
+    let mut init = Init::new(&[
+        "--health-addr",
+        "none",
+        "--setsid",
+        "--",
+        "sh",
+        "-c",
+        script,
+        &sigrec,
+        &out,
+        &ready,
+        &status,
+    ])
+    .no_namespace()
+    .start();
+    let code = init.code(secs(10.0));
+    let job: i32 = std::fs::read_to_string(files.path("a-status"))
+        .ok()
+        .and_then(|s| field(&s, "pid")?.parse().ok())
+        .expect("the background job wrote its status");
+    let deadline = Instant::now() + secs(10.0);
+    while !recorded(&files.path("a")).contains(&libc::SIGTERM) && Instant::now() < deadline {
+        std::thread::sleep(secs(0.02));
+    }
+    let got = recorded(&files.path("a"));
+    kill_all(&[job]);
+    assert_eq!(code, 3, "{}", init.stderr());
+    assert_eq!(got, [libc::SIGTERM], "the background job's signals");
+}
+
+/// As dumb-init does, drainit started under its name leaves its directory
+/// once the child runs (the child keeps it); a relative path of a check
+/// still means the directory drainit started in.
+#[test]
+fn under_the_name_dumb_init_drainit_leaves_its_directory() {
+    if !pid1() {
+        return;
+    }
+    let dir = TempDir::new("cwd-names");
+    let dumb_init = dir.path("dumb-init");
+    std::os::unix::fs::symlink(DRAINIT, &dumb_init).unwrap();
+    for (program, leaves) in [(dumb_init.as_path(), true), (Path::new(DRAINIT), false)] {
+        let files = TempDir::new("cwd");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let health = addr.to_string();
+        let opts = [
+            "--health-addr",
+            &health,
+            "--drain-delay",
+            "0",
+            "--ready-file",
+            "flag",
+            "--check-interval",
+            "0.1",
+        ];
+        let mut init = sigrec_init(&files, &opts, &[], &[])
+            .program(&[&program.to_string_lossy()])
+            .current_dir(&files.0)
+            .start();
+        wait_for_file(&files.path("ready"), secs(10.0));
+        // A forwarded signal means the supervisor loop runs: drainit is
+        // wherever it is going to stay.
+        send_and_see(&init, libc::SIGUSR1, &files.path("signals"), libc::SIGUSR1);
+        let cwd = |pid: i32| std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+        let want = if leaves { Path::new("/") } else { &files.0 };
+        assert_eq!(cwd(init.pid), want, "{}", program.display());
+        assert_eq!(cwd(children_of(init.pid)[0]), files.0, "the child's");
+        assert_eq!(state_of(addr), "starting", "no flag yet");
+        std::fs::write(files.path("flag"), "").unwrap();
+        wait_for_state(addr, "ready", secs(10.0));
+        init.signal(libc::SIGTERM);
+        assert_eq!(init.code(secs(10.0)), 0, "{}", init.stderr());
+    }
 }

@@ -257,6 +257,8 @@ pub struct Builder {
     program: Vec<String>,
     /// Leave the control socket where drainit puts it by default.
     default_socket: bool,
+    /// Where drainit starts, instead of the test's own directory.
+    workdir: Option<PathBuf>,
 }
 
 impl Builder {
@@ -289,6 +291,12 @@ impl Builder {
     /// wrapper ending in DRAINIT works as with [`Builder::start_through`].
     pub fn program(mut self, argv: &[&str]) -> Builder {
         self.program = argv.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Start drainit in `dir`.
+    pub fn current_dir(mut self, dir: &Path) -> Builder {
+        self.workdir = Some(dir.to_path_buf());
         self
     }
 
@@ -338,6 +346,9 @@ impl Builder {
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(self.stdin.unwrap_or(Stdio::null()));
+        if let Some(dir) = &self.workdir {
+            cmd.current_dir(dir);
+        }
         match self.log {
             Some(fd) => {
                 cmd.stdout(fd.try_clone().unwrap()).stderr(fd);
@@ -396,6 +407,7 @@ impl Init {
             namespace: true,
             program: vec![DRAINIT.to_string()],
             default_socket: false,
+            workdir: None,
         }
     }
 
