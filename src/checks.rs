@@ -205,12 +205,12 @@ pub fn start(
     settings: &CheckSettings,
     shared: Arc<Shared>,
     inherited: Inherited,
+    workdir: PathBuf,
 ) -> io::Result<()> {
     let checks = settings.build().map_err(io::Error::other)?;
     if checks.is_empty() {
         return Ok(());
     }
-    let workdir = std::env::current_dir()?;
     let checks: Vec<Check> = checks.into_iter().map(|c| c.anchored(&workdir)).collect();
     let settings = settings.clone();
     signals::spawn(thread::Builder::new().name("checks".into()), move || {

@@ -319,9 +319,6 @@ pub struct Machine {
     /// The readiness checks' latest verdict; `None` until the first one.
     app_ready: Option<bool>,
     drains: u64,
-    /// Signals to drop once each: those drainit caused itself by giving up
-    /// its terminal.
-    ignore_once: Vec<c_int>,
     /// The load balancers' probers heard so far.
     probers: Probers,
     /// Why no drain can watch the app's traffic (its watcher did not start).
@@ -353,7 +350,6 @@ impl Machine {
             stop,
             app_ready: None,
             drains: 0,
-            ignore_once: Vec::new(),
             probers,
             traffic_unwatchable: None,
             waits_ended: [0; Ended::ALL.len()],
@@ -388,11 +384,6 @@ impl Machine {
         !matches!(self.state, State::Exited { .. })
     }
 
-    /// The next `sigs` that arrive are dropped, once each.
-    pub fn ignore_once(&mut self, sigs: &[c_int]) {
-        self.ignore_once.extend_from_slice(sigs);
-    }
-
     /// The log lines of what happened since the last call.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
@@ -422,14 +413,6 @@ impl Machine {
     /// or drop it. This is the one place that decides a stop began.
     pub fn on_signal(&mut self, received: c_int, now: Instant) -> Action {
         if matches!(self.state, State::Exited { .. }) {
-            return Action::Nothing;
-        }
-        if let Some(i) = self.ignore_once.iter().position(|&s| s == received) {
-            self.ignore_once.swap_remove(i);
-            let name = signals::name(received);
-            self.note(format!(
-                "ignoring the {name} that giving up the terminal raised"
-            ));
             return Action::Nothing;
         }
         if self.drain.on.contains(&received) {

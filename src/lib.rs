@@ -141,9 +141,9 @@ fn run(config: Config, inherited: Inherited) -> c_int {
         Err(e) => return fail(&e),
     };
     warn_if_over_budget(&config);
-    let mut machine = Machine::new(config.drain.clone(), config.stop.clone());
-    if config.setsid && spawn::give_up_terminal() {
-        machine.ignore_once(&[libc::SIGHUP, libc::SIGCONT]);
+    let machine = Machine::new(config.drain.clone(), config.stop.clone());
+    if config.setsid {
+        spawn::give_up_terminal();
     }
     let shared = Arc::new(Shared::new(machine));
     let endpoints = match bind_endpoints(&config) {
@@ -155,6 +155,9 @@ fn run(config: Config, inherited: Inherited) -> c_int {
     };
     // Start-up warnings come out before anything the child writes.
     logger::flush(LOG_PATIENCE);
+    // Relative paths of checks mean where drainit started, wherever it is
+    // by the time they run.
+    let start_dir = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let child = match spawn::spawn(&config.program, &inherited, config.setsid) {
         Ok(pid) => pid,
         Err(e) => {
@@ -162,6 +165,11 @@ fn run(config: Config, inherited: Inherited) -> c_int {
             return e.code;
         }
     };
+    if config.leave_workdir {
+        if let Err(e) = std::env::set_current_dir("/") {
+            debug!("cannot move to /: {e}");
+        }
+    }
     shared
         .child_pid
         .store(child, std::sync::atomic::Ordering::Relaxed);
@@ -178,13 +186,8 @@ fn run(config: Config, inherited: Inherited) -> c_int {
             shared.machine(|m| m.traffic_unwatchable(e.to_string()));
         }
     }
-    if let Err(e) = checks::start(&config.checks, Arc::clone(&shared), inherited) {
+    if let Err(e) = checks::start(&config.checks, Arc::clone(&shared), inherited, start_dir) {
         warn!("cannot start the checks thread: {e}; readiness stays as it is");
-    }
-    if config.leave_workdir {
-        if let Err(e) = std::env::set_current_dir("/") {
-            debug!("cannot move to /: {e}");
-        }
     }
     let settings = supervisor::Settings {
         process_group: config.process_group,

@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use libc::c_int;
-use nix::unistd::{getsid, setsid, tcsetpgrp, Pid};
+use nix::unistd::{setsid, tcsetpgrp, Pid};
 
 use crate::signals::Mask;
 
@@ -169,14 +169,15 @@ pub fn configure(command: &mut Command, inherited: &Inherited, placement: Placem
 }
 
 /// Gives up the controlling terminal so the child's new session can take
-/// it (dumb-init's setsid mode). Returns whether drainit led the session
-/// that had it: then the kernel sent its foreground group (drainit) a
-/// SIGHUP and a SIGCONT that must not reach the child.
-pub fn give_up_terminal() -> bool {
-    if !io::stdin().is_terminal() {
-        return false;
+/// it (dumb-init's setsid mode). When drainit led the session that had it,
+/// the kernel sends the foreground group (drainit's) a SIGHUP and a
+/// SIGCONT as if drainit had sent them itself (SI_USER, si_pid = drainit),
+/// so the supervisor drops them with the other self-sent signals and they
+/// never reach the child. Nothing else is dropped on their account: the
+/// first SIGHUP a user sends is forwarded.
+pub fn give_up_terminal() {
+    if io::stdin().is_terminal() {
+        // SAFETY: TIOCNOTTY takes no argument and changes no memory.
+        unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCNOTTY) };
     }
-    // SAFETY: TIOCNOTTY takes no argument and changes no memory.
-    let detached = unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCNOTTY) } == 0;
-    detached && getsid(None).is_ok_and(|sid| sid == Pid::this())
 }

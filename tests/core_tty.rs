@@ -75,3 +75,50 @@ fn child_is_the_terminals_foreground_group_and_gets_ctrl_c() {
     assert_eq!(init.code(secs(10.0)), 0, "log:\n{}", init.stderr());
     assert_eq!(recorded(&dir.path("out")), [libc::SIGTSTP, libc::SIGINT]);
 }
+
+/// In dumb-init's setsid mode drainit hands its terminal to the child's
+/// session. The SIGHUP and SIGCONT the kernel raises for that must not
+/// reach the child, and must not cost the user's own next SIGHUP either.
+#[test]
+fn setsid_mode_hands_over_the_terminal_and_forwards_the_first_sighup() {
+    let (_master, slave) = pty();
+    let dir = TempDir::new("tty-setsid");
+    let (status, ready, out) = (dir.arg("status"), dir.arg("ready"), dir.arg("out"));
+    let s = sigrec_arg();
+    let args = [
+        "--health-addr",
+        "none",
+        "--setsid",
+        "--",
+        &s,
+        "--status",
+        &status,
+        "--ready",
+        &ready,
+        "--out",
+        &out,
+    ];
+    let mut init = Init::new(&args)
+        .stdin(Stdio::from(slave))
+        .start_through(&["setsid", "--ctty"]);
+    wait_for_file(&dir.path("ready"), secs(10.0));
+    let st = std::fs::read_to_string(dir.path("status")).unwrap();
+    assert_eq!(
+        field(&st, "sid"),
+        field(&st, "pid"),
+        "the child leads a session of its own: {st}"
+    );
+    assert_eq!(
+        field(&st, "tpgid"),
+        field(&st, "pid"),
+        "with the terminal, in the foreground: {st}"
+    );
+    send_and_see(&init, libc::SIGHUP, &dir.path("out"), libc::SIGHUP);
+    assert_eq!(
+        recorded(&dir.path("out")),
+        [libc::SIGHUP],
+        "the hand-off's signals stayed with drainit"
+    );
+    init.signal(libc::SIGTERM);
+    assert_eq!(init.code(secs(10.0)), 0, "log:\n{}", init.stderr());
+}
