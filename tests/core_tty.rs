@@ -24,30 +24,29 @@ fn pty() -> (File, OwnedFd) {
     (File::from(p.master), p.slave)
 }
 
-#[test]
-fn child_is_the_terminals_foreground_group_and_gets_ctrl_c() {
-    let (mut master, slave) = pty();
+/// drainit with `opts` on a new pty, as a container's PID 1 with `-t`:
+/// `setsid --ctty` makes it lead a session with the pty as its controlling
+/// terminal. Its child, sigrec, is ready; returns the pty's master side.
+fn on_a_terminal(opts: &[&str]) -> (File, Init, TempDir) {
+    let (master, slave) = pty();
     let dir = TempDir::new("tty");
     let (status, ready, out) = (dir.arg("status"), dir.arg("ready"), dir.arg("out"));
     let s = sigrec_arg();
-    let args = [
-        "--health-addr",
-        "none",
-        "--",
-        &s,
-        "--status",
-        &status,
-        "--ready",
-        &ready,
-        "--out",
-        &out,
-    ];
-    // setsid --ctty: drainit leads a new session with the pty as its
-    // controlling terminal, as a container's PID 1 does with `-t`.
-    let mut init = Init::new(&args)
+    let mut args = vec!["--health-addr", "none"];
+    args.extend_from_slice(opts);
+    args.extend([
+        "--", &s, "--status", &status, "--ready", &ready, "--out", &out,
+    ]);
+    let init = Init::new(&args)
         .stdin(Stdio::from(slave))
         .start_through(&["setsid", "--ctty"]);
     wait_for_file(&dir.path("ready"), secs(10.0));
+    (master, init, dir)
+}
+
+#[test]
+fn child_is_the_terminals_foreground_group_and_gets_ctrl_c() {
+    let (mut master, mut init, dir) = on_a_terminal(&[]);
     assert_eq!(
         std::fs::read_to_string(format!("/proc/{}/comm", init.pid))
             .unwrap()
@@ -81,27 +80,7 @@ fn child_is_the_terminals_foreground_group_and_gets_ctrl_c() {
 /// reach the child, and must not cost the user's own next SIGHUP either.
 #[test]
 fn setsid_mode_hands_over_the_terminal_and_forwards_the_first_sighup() {
-    let (_master, slave) = pty();
-    let dir = TempDir::new("tty-setsid");
-    let (status, ready, out) = (dir.arg("status"), dir.arg("ready"), dir.arg("out"));
-    let s = sigrec_arg();
-    let args = [
-        "--health-addr",
-        "none",
-        "--setsid",
-        "--",
-        &s,
-        "--status",
-        &status,
-        "--ready",
-        &ready,
-        "--out",
-        &out,
-    ];
-    let mut init = Init::new(&args)
-        .stdin(Stdio::from(slave))
-        .start_through(&["setsid", "--ctty"]);
-    wait_for_file(&dir.path("ready"), secs(10.0));
+    let (_master, mut init, dir) = on_a_terminal(&["--setsid"]);
     let st = std::fs::read_to_string(dir.path("status")).unwrap();
     assert_eq!(
         field(&st, "sid"),
